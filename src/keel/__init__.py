@@ -1,0 +1,3 @@
+"""Keel: governed KPIs and governed actions with verifiable evidence."""
+
+__version__ = "0.1.0"

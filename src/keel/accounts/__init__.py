@@ -1,0 +1,1 @@
+"""Accounts: users, role assignments, console sessions, API tokens, invitations, authentication."""

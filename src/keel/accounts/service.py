@@ -1,0 +1,367 @@
+"""Account commands. Every state change is authorized and evidenced in its unit of work."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from keel.authz.engine import Resource
+from keel.identity.actor import Actor
+from keel.identity.credentials import (
+    fingerprint,
+    hash_password,
+    new_secret_token,
+    token_hash,
+    verify_password,
+)
+from keel.identity.personas import Persona
+from keel.kernel.clock import as_utc, utcnow
+from keel.kernel.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from keel.kernel.ids import new_id
+from keel.store.tables import api_tokens, invitations, sessions, tenants, user_roles, users
+
+EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,185}\.[^@\s]{2,63}$")
+PROVIDER_ROLES = {p.value for p in Persona if p.is_provider}
+TENANT_ROLES = {p.value for p in Persona if not p.is_provider}
+
+
+def check_roles(roles: list[str], tenant_id: str | None) -> list[str]:
+    if not roles:
+        raise InvalidInput("roles", "at least one role is required")
+    allowed = TENANT_ROLES if tenant_id else PROVIDER_ROLES
+    for role in roles:
+        if role not in allowed:
+            scope = "tenant" if tenant_id else "provider"
+            raise InvalidInput("roles", f"'{role}' is not a {scope} role; expected one of {sorted(allowed)}")
+    return sorted(set(roles))
+
+
+def insert_user(
+    conn: Connection,
+    *,
+    email: str,
+    display_name: str,
+    tenant_id: str | None,
+    roles: list[str],
+    password: str | None = None,
+) -> str:
+    email = email.strip().lower()
+    if not EMAIL.match(email):
+        raise InvalidInput("email", "is not a valid e-mail address")
+    if not display_name.strip() or len(display_name) > 200:
+        raise InvalidInput("display_name", "must be 1 to 200 characters")
+    roles = check_roles(roles, tenant_id)
+    if conn.execute(sa.select(users.c.id).where(users.c.email == email)).first():
+        raise Conflict("a user with this e-mail exists already", field="email")
+    user_id = new_id("USR")
+    conn.execute(
+        users.insert().values(
+            id=user_id,
+            email=email,
+            display_name=display_name.strip(),
+            tenant_id=tenant_id,
+            status="ACTIVE" if password else "INVITED",
+            password_hash=hash_password(password) if password else None,
+            created_at=utcnow(),
+        )
+    )
+    conn.execute(user_roles.insert(), [{"user_id": user_id, "role": r} for r in roles])
+    return user_id
+
+
+def create_user(
+    keel,
+    actor: Actor,
+    *,
+    email: str,
+    display_name: str,
+    roles: list[str],
+    tenant_id: str | None = None,
+    password: str | None = None,
+) -> dict:
+    """Create a user. Provider users are identity work for the Security Admin; tenant users for their TA."""
+    with keel.uow() as uow:
+        action = "tenant:ManageMembers" if tenant_id else "user:Manage"
+        keel.authorize(uow, actor, action, Resource("user", "new", tenant=tenant_id or ""))
+        if tenant_id:
+            _require_active_tenant(uow.conn, tenant_id)
+        user_id = insert_user(
+            uow.conn,
+            email=email,
+            display_name=display_name,
+            tenant_id=tenant_id,
+            roles=roles,
+            password=password,
+        )
+        uow.record(
+            "identity.user.created",
+            actor_id=actor.user_id,
+            tenant_id=tenant_id,
+            user_id=user_id,
+            roles=check_roles(roles, tenant_id),
+        )
+        uow.commit()
+    return get_user(keel, actor, user_id)
+
+
+def _require_active_tenant(conn: Connection, tenant_id: str) -> None:
+    status = conn.execute(sa.select(tenants.c.status).where(tenants.c.id == tenant_id)).scalar()
+    if status != "ACTIVE":
+        raise NotFound("tenant", tenant_id)
+
+
+def user_view(conn: Connection, user_id: str) -> dict:
+    row = conn.execute(sa.select(users).where(users.c.id == user_id)).first()
+    if row is None:
+        raise NotFound("user", user_id)
+    roles = sorted(
+        conn.execute(sa.select(user_roles.c.role).where(user_roles.c.user_id == user_id)).scalars()
+    )
+    return {
+        "id": row.id,
+        "email": row.email,
+        "display_name": row.display_name,
+        "tenant_id": row.tenant_id,
+        "status": row.status,
+        "roles": roles,
+        "created_at": as_utc(row.created_at).isoformat(),
+    }
+
+
+def get_user(keel, actor: Actor, user_id: str) -> dict:
+    with keel.engine.connect() as conn:
+        tenant_id = conn.execute(sa.select(users.c.tenant_id).where(users.c.id == user_id)).scalar()
+    with keel.uow() as uow:
+        if user_id != actor.user_id:
+            keel.authorize(uow, actor, "user:Read", Resource("user", user_id, tenant=tenant_id or ""))
+        return user_view(uow.conn, user_id)
+
+
+def list_users(keel, actor: Actor, *, tenant_id: str | None, after: str | None, limit: int) -> list[dict]:
+    with keel.uow() as uow:
+        keel.authorize(uow, actor, "user:Read", Resource("user", "*", tenant=tenant_id or ""))
+        query = sa.select(users.c.id).order_by(users.c.id).limit(limit)
+        query = (
+            query.where(users.c.tenant_id == tenant_id)
+            if tenant_id
+            else query.where(users.c.tenant_id.is_(None))
+        )
+        if after:
+            query = query.where(users.c.id > after)
+        return [user_view(uow.conn, uid) for uid in uow.conn.execute(query).scalars()]
+
+
+# Authentication ---------------------------------------------------------------------------
+def _roles(conn: Connection, user_id: str) -> frozenset[str]:
+    return frozenset(
+        conn.execute(sa.select(user_roles.c.role).where(user_roles.c.user_id == user_id)).scalars()
+    )
+
+
+def sign_in(keel, email: str, password: str) -> tuple[str, dict]:
+    """Check a password and open a console session. Returns ``(session secret, session view)``."""
+    with keel.uow() as uow:
+        row = uow.conn.execute(sa.select(users).where(users.c.email == email.strip().lower())).first()
+        if row is None or row.status != "ACTIVE" or not verify_password(row.password_hash, password):
+            uow.record(
+                "auth.signin.failed",
+                actor_id=row.id if row else None,
+                tenant_id=row.tenant_id if row else None,
+                login=fingerprint(email),
+            )
+            uow.commit()
+            raise Unauthenticated("e-mail or password is wrong, or the account is not active")
+        secret = new_secret_token("ses")
+        now = utcnow()
+        session_id = new_id("SES")
+        expires = now + timedelta(minutes=keel.settings.session_ttl_minutes)
+        uow.conn.execute(
+            sessions.insert().values(
+                id=session_id,
+                user_id=row.id,
+                token_hash=token_hash(secret),
+                created_at=now,
+                expires_at=expires,
+            )
+        )
+        uow.record("auth.signin", actor_id=row.id, tenant_id=row.tenant_id, session_id=session_id)
+        uow.commit()
+    return secret, {"session_id": session_id, "user_id": row.id, "expires_at": expires.isoformat()}
+
+
+def sign_out(keel, actor: Actor, secret: str) -> None:
+    with keel.uow() as uow:
+        uow.conn.execute(
+            sessions.update()
+            .where(sessions.c.token_hash == token_hash(secret), sessions.c.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+        uow.record("auth.signout", actor_id=actor.user_id, tenant_id=actor.tenant_id)
+        uow.commit()
+
+
+def authenticate(keel, *, bearer: str | None = None, session: str | None = None) -> Actor:
+    """Resolve a bearer token or session cookie to an ``Actor``; refuses expired or revoked ones."""
+    secret, table, kind = (bearer, api_tokens, "token") if bearer else (session, sessions, "session")
+    if not secret:
+        raise Unauthenticated("a bearer token or a session is required")
+    now = utcnow()
+    with keel.engine.connect() as conn:
+        row = conn.execute(sa.select(table).where(table.c.token_hash == token_hash(secret))).first()
+        if row is None or row.revoked_at is not None:
+            raise Unauthenticated(f"the {kind} is unknown or revoked")
+        if as_utc(row.expires_at) <= now:
+            raise Unauthenticated(f"the {kind} has expired")
+        user = conn.execute(sa.select(users).where(users.c.id == row.user_id)).first()
+        if user is None or user.status != "ACTIVE":
+            raise Unauthenticated("the account is not active")
+        roles = _roles(conn, user.id)
+        if kind == "token":
+            roles = roles & frozenset(row.roles)  # a token never carries more than its user has now
+    return Actor(user_id=user.id, tenant_id=user.tenant_id, roles=roles, auth=kind)
+
+
+def create_token(
+    keel, actor: Actor, *, name: str, roles: list[str] | None = None, ttl_days: int | None = None
+) -> dict:
+    """Issue an API token for the caller, scoped to the caller's tenant and a subset of its roles."""
+    if not name or len(name) > 100:
+        raise InvalidInput("name", "must be 1 to 100 characters")
+    ttl = ttl_days if ttl_days is not None else keel.settings.token_ttl_days
+    if not 1 <= ttl <= 365:
+        raise InvalidInput("ttl_days", "must be between 1 and 365")
+    scoped = sorted(set(roles)) if roles else sorted(actor.roles)
+    extra = set(scoped) - set(actor.roles)
+    if extra:
+        raise InvalidInput("roles", f"the caller does not hold {sorted(extra)}")
+    secret = new_secret_token("tok")
+    now = utcnow()
+    token_id = new_id("TOK")
+    with keel.uow() as uow:
+        uow.conn.execute(
+            api_tokens.insert().values(
+                id=token_id,
+                user_id=actor.user_id,
+                tenant_id=actor.tenant_id,
+                name=name,
+                roles=scoped,
+                token_hash=token_hash(secret),
+                created_at=now,
+                expires_at=now + timedelta(days=ttl),
+            )
+        )
+        uow.record(
+            "identity.token.created",
+            actor_id=actor.user_id,
+            tenant_id=actor.tenant_id,
+            token_id=token_id,
+            roles=scoped,
+            ttl_days=ttl,
+        )
+        uow.commit()
+    return {
+        "id": token_id,
+        "name": name,
+        "roles": scoped,
+        "tenant_id": actor.tenant_id,
+        "expires_at": (now + timedelta(days=ttl)).isoformat(),
+        "token": secret,
+    }
+
+
+def list_tokens(keel, actor: Actor) -> list[dict]:
+    with keel.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(api_tokens)
+            .where(api_tokens.c.user_id == actor.user_id)
+            .order_by(api_tokens.c.created_at)
+        )
+        return [_token_view(r) for r in rows]
+
+
+def _token_view(row) -> dict:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "roles": row.roles,
+        "tenant_id": row.tenant_id,
+        "created_at": as_utc(row.created_at).isoformat(),
+        "expires_at": as_utc(row.expires_at).isoformat(),
+        "revoked": row.revoked_at is not None,
+    }
+
+
+def revoke_token(keel, actor: Actor, token_id: str) -> dict:
+    with keel.uow() as uow:
+        row = uow.conn.execute(sa.select(api_tokens).where(api_tokens.c.id == token_id)).first()
+        if row is None or row.user_id != actor.user_id:
+            # Revoking someone else's token is identity administration (Security Admin).
+            tenant = row.tenant_id if row else actor.tenant_id
+            keel.authorize(uow, actor, "user:Manage", Resource("token", token_id, tenant=tenant or ""))
+            if row is None:
+                raise NotFound("token", token_id)
+        uow.conn.execute(api_tokens.update().where(api_tokens.c.id == token_id).values(revoked_at=utcnow()))
+        uow.record(
+            "identity.token.revoked", actor_id=actor.user_id, tenant_id=row.tenant_id, token_id=token_id
+        )
+        uow.commit()
+        return _token_view(uow.conn.execute(sa.select(api_tokens).where(api_tokens.c.id == token_id)).one())
+
+
+def issue_invitation(conn: Connection, user_id: str, ttl_hours: int) -> dict:
+    secret = new_secret_token("inv")
+    now = utcnow()
+    conn.execute(
+        invitations.insert().values(
+            id=new_id("INV"),
+            user_id=user_id,
+            token_hash=token_hash(secret),
+            created_at=now,
+            expires_at=now + timedelta(hours=ttl_hours),
+        )
+    )
+    return {"token": secret, "expires_at": (now + timedelta(hours=ttl_hours)).isoformat()}
+
+
+def accept_invitation(keel, token: str, password: str) -> dict:
+    """Set the password of an invited user; the invitation works once and expires."""
+    with keel.uow() as uow:
+        row = uow.conn.execute(
+            sa.select(invitations).where(invitations.c.token_hash == token_hash(token))
+        ).first()
+        if row is None or row.accepted_at is not None or row.revoked_at is not None:
+            raise Unauthenticated("the invitation is unknown or was used already")
+        if as_utc(row.expires_at) <= utcnow():
+            raise Unauthenticated("the invitation has expired")
+        uow.conn.execute(
+            users.update()
+            .where(users.c.id == row.user_id)
+            .values(password_hash=hash_password(password), status="ACTIVE")
+        )
+        uow.conn.execute(invitations.update().where(invitations.c.id == row.id).values(accepted_at=utcnow()))
+        user = user_view(uow.conn, row.user_id)
+        uow.record("identity.invitation.accepted", actor_id=row.user_id, tenant_id=user["tenant_id"])
+        uow.commit()
+    return user
+
+
+def revoke_tenant_access(conn: Connection, tenant_id: str) -> dict:
+    """Disable every user of a tenant and revoke all their sessions, tokens and invitations."""
+    now = utcnow()
+    member_ids = sa.select(users.c.id).where(users.c.tenant_id == tenant_id)
+    counts = {}
+    for name, table in (("sessions", sessions), ("tokens", api_tokens), ("invitations", invitations)):
+        counts[name] = conn.execute(
+            table.update()
+            .where(table.c.user_id.in_(member_ids), table.c.revoked_at.is_(None))
+            .values(revoked_at=now)
+        ).rowcount
+    counts["users"] = conn.execute(
+        users.update()
+        .where(users.c.tenant_id == tenant_id, users.c.status != "DISABLED")
+        .values(status="DISABLED")
+    ).rowcount
+    return counts

@@ -1,0 +1,1 @@
+"""REST API under /api/v1: a thin adapter turning requests into service calls."""

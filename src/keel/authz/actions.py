@@ -1,0 +1,161 @@
+"""The action catalog: every action Keel authorizes, in one table.
+
+Each action names the matrix cell that grants it (service area and level), so a
+persona holds an action exactly when its matrix cell covers that level
+(``keel.identity.personas.grants``). The flags feed the Cedar guard policies:
+``tenant_data`` actions are never granted to provider personas, ``dual_control``
+actions need two independent approvals, ``break_glass`` actions may be used under an
+approved elevation, and change actions (``kind`` + ``phase``) are subject to
+separation of duties. Every ``approve`` action, with a kind or not (PO's sign-off on
+a deployment or an offboarding), may not be taken on one's own request.
+
+Why some cells sit where they do (the matrix alone would break a separation-of-duties
+rule, and the stories say which persona does the step):
+
+* Drafting and approving schemas and KPIs needs Manage of their area (SS, KA): the
+  schema and KPI columns hold no Approve, and Configure is also held by SA, whom
+  the SoD rules keep away from business contracts. Approval is therefore a second
+  steward or author; the Cedar guard stops anyone approving their own draft.
+* Publishing and deploying schema/KPI/workflow changes is a control-plane step that
+  the stories give to PA ("Register (PA)", "Publish ... (PA)", "Apply, enable (PA)",
+  "stage from canaries (PA)"): it needs Manage of PHS control APIs. So no persona
+  holds draft, approve and deploy of one kind.
+* No action needs Configure of PHS control APIs: SS and KA hold that cell, but
+  "never touch infrastructure" and tenant personas make "no control-plane changes".
+* ``connector:Deploy`` needs Approve of connectors, which only PA holds ("Deploy from
+  a template (PA only)", 00b); the 00d artifact listing ``connector.deploy`` for a
+  TenantAdmin conflicts with 00b and is not followed. TA and DE configure connectors
+  and supply their credentials (Manage of connectors).
+* ``workflow:Execute`` needs Approve of workflows (TP, BO launch governed actions);
+  anyone else only under break-glass.
+* ``breakglass:Approve`` needs Approve of IAM (PO); requesting it is incident work
+  (Configure of observability: PA, SRE, TP).
+* ``rbac:Review`` is the compliance review of 00d (Manage of evidence: CO) and counts
+  as the approval of an RBAC change; ``rbac:Apply`` is Configure of IAM (PA, TP).
+
+Grants the matrix cannot express (``EXTRA_GRANTS``): the Integration Operator, who has
+no matrix column, replays, backfills and reruns ingestion; the Tenant Admin "owns
+membership" although the matrix gives TA only Read on IAM. Tenant data is never
+granted to provider personas, even where their Read cell would cover it ("Deny
+cross-tenant reads"; PA "never reads tenant data").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from keel.identity.personas import Level, Persona, ServiceArea, grants
+
+KINDS = ("schema", "kpi", "workflow", "rbac", "breakglass")
+PHASES = ("draft", "approve", "deploy")
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One authorizable action and the matrix cell that grants it."""
+
+    name: str
+    area: ServiceArea
+    level: Level
+    tenant_data: bool = False
+    kind: str | None = None
+    phase: str | None = None
+    break_glass: bool = False
+    dual_control: bool = False
+    self_service: bool = False  # only on a resource the caller owns (its own user record)
+
+    @property
+    def requirement(self) -> str:
+        """The matrix cell needed, e.g. ``"platform:M"``."""
+        return f"{self.area.value}:{self.level.value}"
+
+    @property
+    def read_only(self) -> bool:
+        return self.level is Level.R and not self.self_service
+
+
+# Short names for the table below, in enum order.
+PLATFORM, IAM, SCHEMA, KPI, WORKFLOW, CONNECTOR, OBSERVABILITY, EVIDENCE = ServiceArea
+M, A, C, R = Level
+
+_CATALOG = (
+    # name                         area           level, flags
+    # -- platform deployment (00a)
+    Action("platform:Read",               PLATFORM,      R),
+    Action("platform:Deploy",             PLATFORM,      M),
+    Action("platform:ApproveDeployment",  PLATFORM,      A, phase="approve"),
+    Action("platform:ValidateDeployment", IAM,           M),  # SA's IAM/network sign-off
+    # -- tenants (01, 01c)
+    Action("tenant:Read",                 PLATFORM,      R),
+    Action("tenant:Provision",            PLATFORM,      M),
+    Action("tenant:Validate",             IAM,           M),
+    Action("tenant:ManageMembers",        IAM,           C),  # + TA, see EXTRA_GRANTS
+    Action("tenant:RequestOffboarding",   PLATFORM,      M),
+    Action("tenant:ApproveOffboarding",   PLATFORM,      A, phase="approve"),
+    Action("tenant:Decommission",         PLATFORM,      M),
+    Action("tenant:ValidateWipe",         IAM,           M),
+    Action("tenant:ArchiveEvidence",      EVIDENCE,      M),
+    # -- identity, secrets, RBAC (00d)
+    Action("user:Read",                   IAM,           R),
+    Action("user:Manage",                 IAM,           M),  # provider identities: SA
+    Action("token:Create",                IAM,           R, self_service=True),
+    Action("secret:Write",                IAM,           M),  # provider secrets / KMS
+    Action("rbac:Read",                   IAM,           R),
+    Action("rbac:Define",                 IAM,           M, kind="rbac", phase="draft"),
+    Action("rbac:Review",                 EVIDENCE,      M, kind="rbac", phase="approve"),
+    Action("rbac:Apply",                  IAM,           C, kind="rbac", phase="deploy"),
+    Action("breakglass:Request",          OBSERVABILITY, C, kind="breakglass", phase="draft"),
+    Action("breakglass:Approve",          IAM,           A, kind="breakglass", phase="approve"),
+    # -- schema contracts (03a-03g)
+    Action("schema:Read",                 SCHEMA,        R),
+    Action("schema:Draft",                SCHEMA,        M, kind="schema", phase="draft"),
+    Action("schema:Approve",              SCHEMA,        M, kind="schema", phase="approve"),
+    Action("schema:Publish",              PLATFORM,      M, kind="schema", phase="deploy", dual_control=True),
+    Action("schema:Deploy",               PLATFORM,      M, kind="schema", phase="deploy"),
+    Action("schema:Rollback",             PLATFORM,      M, kind="schema", break_glass=True),
+    # -- KPIs (03c, 06, 07)
+    Action("kpi:Read",                    KPI,           R),
+    Action("kpi:Draft",                   KPI,           M, kind="kpi", phase="draft"),
+    Action("kpi:Approve",                 KPI,           M, kind="kpi", phase="approve"),
+    Action("kpi:Publish",                 PLATFORM,      M, kind="kpi", phase="deploy", dual_control=True),
+    Action("kpi:GetResults",              KPI,           R, tenant_data=True),
+    # -- workflows (08a-08e)
+    Action("workflow:Read",               WORKFLOW,      R),
+    Action("workflow:Draft",              WORKFLOW,      M, kind="workflow", phase="draft"),
+    Action("workflow:Approve",            WORKFLOW,      A, kind="workflow", phase="approve"),
+    Action("workflow:Publish",            PLATFORM,      M, kind="workflow", phase="deploy", dual_control=True),  # noqa: E501 (table row)
+    Action("workflow:Execute",            WORKFLOW,      A, kind="workflow", break_glass=True),
+    # -- connectors and ingestion (00b, 02, 13)
+    Action("connector:Read",              CONNECTOR,     R),
+    Action("connector:Deploy",            CONNECTOR,     A),
+    Action("connector:Configure",         CONNECTOR,     M),
+    Action("connector:SetCredentials",    CONNECTOR,     M),  # tenant connector credentials: TA, DE
+    Action("ingestion:Replay",            CONNECTOR,     M),  # + IO
+    Action("ingestion:Backfill",          CONNECTOR,     M),  # + IO
+    Action("ingestion:Rerun",             CONNECTOR,     M),  # + IO
+    Action("data:Read",                   CONNECTOR,     R, tenant_data=True),
+    # -- observability and cost (10, 05b)
+    Action("observability:Read",          OBSERVABILITY, R),
+    Action("observability:Manage",        OBSERVABILITY, M),
+    # -- evidence and lineage (05, 09b)
+    Action("evidence:Read",               EVIDENCE,      R),
+    Action("evidence:Verify",             EVIDENCE,      R),
+    Action("evidence:Export",             EVIDENCE,      M),
+)  # fmt: skip
+
+ACTIONS: dict[str, Action] = {a.name: a for a in _CATALOG}
+
+EXTRA_GRANTS: dict[Persona, frozenset[str]] = {
+    Persona.IO: frozenset({"ingestion:Replay", "ingestion:Backfill", "ingestion:Rerun"}),
+    Persona.TA: frozenset({"tenant:ManageMembers"}),
+}
+
+
+def actions_granted(persona: Persona) -> set[str]:
+    """The actions ``persona`` holds in the baseline: its matrix cells plus its extra grants."""
+    granted = {
+        a.name
+        for a in ACTIONS.values()
+        if grants(persona, a.area, a.level) and not (a.tenant_data and persona.is_provider)
+    }
+    return granted | EXTRA_GRANTS.get(persona, frozenset())

@@ -1,0 +1,1 @@
+"""Data plane: per-tenant analytical storage. DuckDB is the embedded default engine."""

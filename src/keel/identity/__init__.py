@@ -1,0 +1,1 @@
+"""Who is acting: personas and the permission matrix (``personas``), the authenticated actor, credentials."""

@@ -1,0 +1,1 @@
+"""Small shared kernel: ids, clock, errors, settings. Importable from everywhere."""

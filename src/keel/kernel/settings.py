@@ -1,0 +1,96 @@
+"""Every Keel setting, declared once with its type, default and help text.
+
+Values come from environment variables (``KEEL_<NAME>``), then from an optional
+``keel.toml`` (in the working directory, or the file named by ``KEEL_CONFIG``),
+then from the defaults below. ``docs/configuration.md`` is generated from this
+class and a test fails when the two disagree.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def _toml_file() -> Path:
+    return Path(os.environ.get("KEEL_CONFIG", "keel.toml"))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KEEL_", extra="ignore")
+
+    home: Path = Field(
+        Path(".keel"),
+        description="Directory holding the embedded store, tenant data planes, keys and archives.",
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the control-plane store, e.g. postgresql+psycopg://host/db. "
+        "Unset: SQLite (WAL) at $KEEL_HOME/keel.db.",
+    )
+    database_schema: str | None = Field(
+        None, description="PostgreSQL schema to use (tests use one schema per test). Unset: the default."
+    )
+    host: str = Field("127.0.0.1", description="Interface the HTTP server binds to.")
+    port: int = Field(8000, description="Port the HTTP server listens on.", ge=1, le=65535)
+    master_key: str | None = Field(
+        None,
+        description="Base64 of the 32-byte master key that wraps tenant data keys. Unset: generated on "
+        "first start into $KEEL_HOME/master.key (mode 0600).",
+        repr=False,
+    )
+    url: str | None = Field(None, description="Base URL of a remote Keel for the CLI (remote mode).")
+    token: str | None = Field(None, description="API token the CLI presents.", repr=False)
+    session_ttl_minutes: int = Field(480, description="Console session lifetime.", ge=1)
+    token_ttl_days: int = Field(30, description="Default API token lifetime.", ge=1, le=365)
+    invitation_ttl_hours: int = Field(72, description="Lifetime of a tenant-admin invitation.", ge=1)
+    max_tenants: int = Field(
+        100, description="Platform quota: most tenants that may be active at once.", ge=0
+    )
+    tenant_storage_quota_mb: int = Field(
+        10240, description="Default data-plane storage quota of a new tenant, in MiB.", ge=1
+    )
+    max_body_bytes: int = Field(1_048_576, description="Largest accepted request body, in bytes.", ge=1024)
+    break_glass_max_minutes: int = Field(
+        120, description="Longest break-glass elevation that may be granted.", ge=1, le=120
+    )
+    secure_cookies: bool = Field(False, description="Mark session cookies Secure (set true behind HTTPS).")
+    seed_demo: bool = Field(True, description="`keel serve` seeds the demo tenant on first start.")
+    log_level: str = Field("INFO", description="Python logging level.")
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=_toml_file())
+        return (init_settings, env_settings, toml)
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'keel.db'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+
+def load_settings(**overrides: object) -> Settings:
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""Metrics named exactly as STORIES.md names them, persisted so every process sees them."""

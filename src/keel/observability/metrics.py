@@ -1,0 +1,76 @@
+"""Metric samples in the control-plane store, exposed in Prometheus text format.
+
+Samples are stored (not only kept in process memory) because the CLI, the server
+and workers are separate processes; rates such as ``deployment_success_rate``
+are derived from outcome samples when read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+from prometheus_client.core import GaugeMetricFamily
+from sqlalchemy.engine import Connection
+
+from keel.kernel.clock import utcnow
+from keel.store.tables import metric_samples
+
+# Rates derived from outcome samples: metric name -> outcome series it is computed from.
+RATES = {
+    "deployment_success_rate": "deployment_outcome",
+    "provisioning_success_rate": "provisioning_outcome",
+    "tenant_infra_success_rate": "tenant_infra_outcome",
+    "decommissioning_success_rate": "decommissioning_outcome",
+    "policy_application_success_rate": "policy_application_outcome",
+}
+COUNTERS = ("rollback_count", "permission_violation_count", "validation_failure_count", "incident_count")
+GAUGES = ("provisioning_time",)
+
+
+def record(
+    conn: Connection, name: str, value: float | bool, tenant_id: str | None = None, **labels: str
+) -> None:
+    conn.execute(
+        metric_samples.insert().values(
+            name=name, tenant_id=tenant_id, value=value, labels=labels, recorded_at=utcnow()
+        )
+    )
+
+
+def outcome(conn: Connection, rate_name: str, success: bool, tenant_id: str | None = None) -> None:
+    record(conn, RATES[rate_name], success, tenant_id)
+
+
+def snapshot(conn: Connection) -> dict[str, float | None]:
+    """Current value of every metric: rates in [0, 1], counters as totals, gauges as last value."""
+    result: dict[str, float | None] = {}
+    for rate, series in RATES.items():
+        values = [bool(v) for v in _values(conn, series)]
+        result[rate] = (sum(values) / len(values)) if values else None
+    for counter in COUNTERS:
+        result[counter] = float(sum(float(v) for v in _values(conn, counter)))
+    for gauge in GAUGES:
+        values = list(_values(conn, gauge))
+        result[gauge] = float(values[-1]) if values else None
+    return result
+
+
+def _values(conn: Connection, name: str) -> Iterable:
+    return conn.execute(
+        sa.select(metric_samples.c.value).where(metric_samples.c.name == name).order_by(metric_samples.c.id)
+    ).scalars()
+
+
+class StoreCollector:
+    """prometheus-client collector reading ``snapshot`` on each scrape."""
+
+    def __init__(self, connect) -> None:
+        self._connect = connect
+
+    def collect(self):
+        with self._connect() as conn:
+            values = snapshot(conn)
+        for name, value in values.items():
+            if value is not None:
+                yield GaugeMetricFamily(f"keel_{name}", f"Keel {name} (see STORIES.md)", value=value)

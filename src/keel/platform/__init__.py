@@ -1,0 +1,1 @@
+"""Platform deployment (story 00a): declarative template, approval, provisioning, validation, rollback."""

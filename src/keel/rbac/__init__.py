@@ -1,0 +1,1 @@
+"""RBAC lifecycle (define, apply, review bundles), break-glass, and the enforcement point."""

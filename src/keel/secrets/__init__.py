@@ -1,0 +1,1 @@
+"""Secrets: envelope encryption with a master key and per-tenant data keys."""

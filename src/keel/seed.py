@@ -1,0 +1,148 @@
+"""First-start seeding: provider users, platform deployment, RBAC baseline, demo tenant ``acme``.
+
+Every step goes through the same service functions the API uses, acted by the
+persona the story names, so the demo's evidence ledger reads like a real start.
+Seeding is idempotent: a second start finds the work done and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from keel.accounts import service as accounts
+from keel.identity.actor import SYSTEM, Actor
+from keel.identity.personas import Persona
+from keel.platform import service as platform
+from keel.rbac import service as rbac
+from keel.store.tables import tenants, users
+from keel.tenants import service as tenancy
+
+PROVIDER_DOMAIN = "keel.local"
+
+
+@dataclass
+class SeedResult:
+    created: bool
+    credentials: dict[str, str] = field(default_factory=dict)  # e-mail -> password
+    steps: list[str] = field(default_factory=list)
+    tenant_id: str | None = None
+
+
+def email_for(persona: Persona, tenant_slug: str | None = None) -> str:
+    domain = f"{tenant_slug}.example" if tenant_slug else PROVIDER_DOMAIN
+    return f"{persona.value.lower()}@{domain}"
+
+
+def _password() -> str:
+    return secrets.token_urlsafe(12)
+
+
+def actor_for(keel, email: str) -> Actor:
+    with keel.engine.connect() as conn:
+        row = conn.execute(sa.select(users.c.id, users.c.tenant_id).where(users.c.email == email)).one()
+        roles = frozenset(accounts.user_view(conn, row.id)["roles"])
+    return Actor(user_id=row.id, tenant_id=row.tenant_id, roles=roles, auth="seed")
+
+
+def seed_provider_users(keel, result: SeedResult) -> None:
+    """One user per provider persona, created by the system at first start."""
+    with keel.uow() as uow:
+        for persona in Persona:
+            if not persona.is_provider:
+                continue
+            password = _password()
+            user_id = accounts.insert_user(
+                uow.conn,
+                email=email_for(persona),
+                display_name=persona.title,
+                tenant_id=None,
+                roles=[persona.value],
+                password=password,
+            )
+            uow.record(
+                "identity.user.created",
+                actor_id=SYSTEM.user_id,
+                tenant_id=None,
+                user_id=user_id,
+                roles=[persona.value],
+                bootstrap=True,
+            )
+            result.credentials[email_for(persona)] = password
+        uow.commit()
+    result.steps.append("provider users created (one per provider persona)")
+
+
+def deploy_platform(keel, result: SeedResult) -> None:
+    pa, po, sa_ = (actor_for(keel, email_for(p)) for p in (Persona.PA, Persona.PO, Persona.SA))
+    dep = platform.request_deployment(keel, pa)
+    platform.approve_deployment(keel, po, dep["deployment_id"])
+    platform.execute_deployment(keel, pa, dep["deployment_id"])
+    platform.validate_deployment(keel, sa_, dep["deployment_id"])
+    result.steps.append(f"platform deployed and validated ({dep['deployment_id']})")
+
+
+def apply_rbac_baseline(keel, result: SeedResult) -> None:
+    sa_, pa, co = (actor_for(keel, email_for(p)) for p in (Persona.SA, Persona.PA, Persona.CO))
+    bundle = rbac.define_bundle(keel, sa_)
+    rbac.apply_bundle(keel, pa, bundle["bundle_id"])
+    rbac.review_bundle(keel, co, bundle["bundle_id"], approve=True)
+    result.steps.append(f"RBAC baseline defined, applied and reviewed ({bundle['bundle_id']})")
+
+
+def provision_demo_tenant(keel, result: SeedResult, slug: str = "acme", name: str = "Acme Corp") -> str:
+    pa, sa_ = actor_for(keel, email_for(Persona.PA)), actor_for(keel, email_for(Persona.SA))
+    tenant = tenancy.provision_tenant(keel, pa, slug=slug, name=name, admin_email=email_for(Persona.TA, slug))
+    validated = tenancy.validate_tenant(keel, sa_, tenant["tenant_id"])
+    password = _password()
+    accounts.accept_invitation(keel, validated["invitation"]["token"], password)
+    result.credentials[email_for(Persona.TA, slug)] = password
+    ta = actor_for(keel, email_for(Persona.TA, slug))
+    for persona in Persona:
+        if persona.is_provider or persona is Persona.TA:
+            continue
+        password = _password()
+        accounts.create_user(
+            keel,
+            ta,
+            email=email_for(persona, slug),
+            display_name=persona.title,
+            roles=[persona.value],
+            tenant_id=tenant["tenant_id"],
+            password=password,
+        )
+        result.credentials[email_for(persona, slug)] = password
+    result.steps.append(
+        f"tenant '{slug}' provisioned, validated, one user per tenant persona ({tenant['tenant_id']})"
+    )
+    return tenant["tenant_id"]
+
+
+def seed(keel) -> SeedResult:
+    """Run the first-start chain unless it has run already."""
+    with keel.engine.connect() as conn:
+        if conn.execute(sa.select(users.c.id).limit(1)).first() is not None:
+            acme = conn.execute(sa.select(tenants.c.id).where(tenants.c.slug == "acme")).scalar()
+            return SeedResult(created=False, tenant_id=acme)
+    result = SeedResult(created=True)
+    seed_provider_users(keel, result)
+    deploy_platform(keel, result)
+    apply_rbac_baseline(keel, result)
+    result.tenant_id = provision_demo_tenant(keel, result)
+    write_credentials(keel, result.credentials)
+    return result
+
+
+def credentials_file(keel):
+    return keel.settings.home / "demo-credentials.json"
+
+
+def write_credentials(keel, credentials: dict[str, str]) -> None:
+    path = credentials_file(keel)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(credentials, handle, indent=2, sort_keys=True)

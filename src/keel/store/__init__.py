@@ -1,0 +1,1 @@
+"""Control-plane store adapter: SQLAlchemy tables, engine set-up, migrations, unit of work."""

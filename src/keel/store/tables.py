@@ -1,0 +1,301 @@
+"""Control-plane tables (SQLAlchemy Core). Alembic migrations in ``migrations/`` create them.
+
+Columns holding JSON use the portable ``JSON`` type; timestamps are stored in UTC.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _ts(name: str, nullable: bool = True) -> Column:
+    return Column(name, DateTime(timezone=True), nullable=nullable)
+
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("slug", String(63), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("region", String(40), nullable=False),
+    Column("storage_quota_mb", Integer, nullable=False),
+    Column("data_path", Text),
+    Column("created_by", String(40), nullable=False),
+    Column("validated_by", String(40)),
+    _ts("created_at", False),
+    _ts("decommissioned_at"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("email", String(254), nullable=False, unique=True),
+    Column("display_name", String(200), nullable=False),
+    Column("tenant_id", String(40), ForeignKey("tenants.id"), index=True),
+    Column("status", String(20), nullable=False),  # INVITED, ACTIVE, DISABLED
+    Column("password_hash", Text),
+    _ts("created_at", False),
+)
+
+user_roles = Table(
+    "user_roles",
+    metadata,
+    Column("user_id", String(40), ForeignKey("users.id"), primary_key=True),
+    Column("role", String(60), primary_key=True),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("user_id", String(40), ForeignKey("users.id"), nullable=False, index=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    _ts("created_at", False),
+    _ts("expires_at", False),
+    _ts("revoked_at"),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("user_id", String(40), ForeignKey("users.id"), nullable=False, index=True),
+    Column("tenant_id", String(40), index=True),
+    Column("name", String(100), nullable=False),
+    Column("roles", JSON, nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    _ts("created_at", False),
+    _ts("expires_at", False),
+    _ts("revoked_at"),
+)
+
+invitations = Table(
+    "invitations",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("user_id", String(40), ForeignKey("users.id"), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    _ts("created_at", False),
+    _ts("expires_at", False),
+    _ts("accepted_at"),
+    _ts("revoked_at"),
+)
+
+tenant_keys = Table(
+    "tenant_keys",
+    metadata,
+    Column("tenant_id", String(40), primary_key=True),
+    Column("wrapped_key", LargeBinary),  # NULL once crypto-shredded
+    Column("key_check", LargeBinary, nullable=False),  # ciphertext used to prove the shred
+    _ts("created_at", False),
+    _ts("destroyed_at"),
+)
+
+secrets = Table(
+    "secrets",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(40), index=True),  # NULL: platform secret (master-key wrapped)
+    Column("name", String(200), nullable=False),
+    Column("ciphertext", LargeBinary, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("created_by", String(40), nullable=False),
+    _ts("created_at", False),
+    UniqueConstraint("tenant_id", "name", name="uq_secrets_tenant_name"),
+)
+
+platform_keys = Table(
+    "platform_keys",
+    metadata,
+    Column("key_id", String(64), primary_key=True),
+    Column("purpose", String(40), nullable=False),
+    Column("public_pem", Text, nullable=False),
+    Column("private_ciphertext", LargeBinary, nullable=False),
+    Column("active", Boolean, nullable=False),
+    _ts("created_at", False),
+)
+
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("template", JSON, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("parts", JSON, nullable=False),
+    Column("requested_by", String(40), nullable=False),
+    Column("approved_by", String(40)),
+    Column("deployed_by", String(40)),
+    Column("validated_by", String(40)),
+    Column("failure", Text),
+    _ts("created_at", False),
+    _ts("updated_at", False),
+)
+
+# Approval requests of every kind: deployments, offboarding, break-glass tickets.
+requests = Table(
+    "requests",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("kind", String(30), nullable=False),
+    Column("tenant_id", String(40), index=True),
+    Column("subject_id", String(40)),
+    Column("body", JSON, nullable=False),
+    Column("status", String(20), nullable=False),  # PENDING, APPROVED, REJECTED, USED, CANCELLED
+    Column("requested_by", String(40), nullable=False),
+    Column("decided_by", String(40)),
+    Column("decision_reason", Text),
+    _ts("created_at", False),
+    _ts("decided_at"),
+)
+
+rbac_bundles = Table(
+    "rbac_bundles",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("document", JSON, nullable=False),
+    Column("policies", Text, nullable=False),
+    Column("status", String(20), nullable=False),  # DEFINED, APPLIED, REVIEWED, REJECTED, SUPERSEDED
+    Column("findings", JSON, nullable=False),
+    Column("defined_by", String(40), nullable=False),
+    Column("applied_by", String(40)),
+    Column("reviewed_by", String(40)),
+    _ts("created_at", False),
+    _ts("applied_at"),
+    _ts("reviewed_at"),
+    UniqueConstraint("name", "version", name="uq_rbac_bundles_name_version"),
+)
+
+break_glass_grants = Table(
+    "break_glass_grants",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("request_id", String(40), nullable=False),
+    Column("user_id", String(40), nullable=False, index=True),
+    Column("tenant_id", String(40), nullable=False),
+    Column("actions", JSON, nullable=False),
+    Column("approved_by", String(40), nullable=False),
+    _ts("starts_at", False),
+    _ts("expires_at", False),
+    _ts("revoked_at"),
+)
+
+receipts = Table(
+    "receipts",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("kind", String(40), nullable=False),
+    Column("tenant_id", String(40), index=True),
+    Column("subject_id", String(40), index=True),
+    Column("body", JSON, nullable=False),
+    _ts("created_at", False),
+)
+
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(40), index=True),
+    Column("kind", String(60), nullable=False),
+    Column("severity", String(10), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("details", JSON, nullable=False),
+    _ts("created_at", False),
+)
+
+archives = Table(
+    "evidence_archives",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(40), nullable=False, index=True),
+    Column("path", Text, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("entries", Integer, nullable=False),
+    Column("archived_by", String(40), nullable=False),
+    _ts("created_at", False),
+)
+
+ledger_entries = Table(
+    "ledger_entries",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("event_id", String(40), nullable=False, unique=True),
+    Column("event_type", String(80), nullable=False),
+    Column("tenant_id", String(40)),
+    Column("actor_id", String(40)),
+    Column("event_json", Text, nullable=False),
+    Column("leaf_hash", LargeBinary, nullable=False),
+    _ts("recorded_at", False),
+    Index("ix_ledger_entries_tenant_type", "tenant_id", "event_type"),
+)
+
+ledger_tree_heads = Table(
+    "ledger_tree_heads",
+    metadata,
+    Column("tree_size", BigInteger, primary_key=True, autoincrement=False),
+    Column("root_hash", LargeBinary, nullable=False),
+    Column("timestamp_ms", BigInteger, nullable=False),
+    Column("signature", LargeBinary, nullable=False),
+    Column("key_id", String(64), nullable=False),
+)
+
+# One row; writers lock it so ledger sequence numbers are assigned one transaction at a time.
+ledger_head = Table(
+    "ledger_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("size", BigInteger, nullable=False),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("principal", String(40), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("method", String(10), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("body_sha256", String(64), nullable=False),
+    Column("status_code", Integer, nullable=False),
+    Column("response", JSON, nullable=False),
+    _ts("created_at", False),
+)
+
+metric_samples = Table(
+    "metric_samples",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(80), nullable=False, index=True),
+    Column("tenant_id", String(40)),
+    Column("value", JSON, nullable=False),  # number or {"success": bool} outcome
+    Column("labels", JSON, nullable=False),
+    _ts("recorded_at", False),
+)

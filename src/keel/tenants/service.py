@@ -1,0 +1,587 @@
+"""Tenant lifecycle commands.
+
+Provisioning (PA) creates the tenant identity, its own DuckDB data plane, its own
+data key and a Tenant Admin invitation in one unit of work: a failure part-way
+rolls the store back and removes the files. The Security Admin then validates
+isolation; only then does the tenant become ACTIVE and its admin's invitation
+usable. Decommissioning needs an approved offboarding request and an evidence
+archive made *before* anything is deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from keel.accounts.service import insert_user, issue_invitation, revoke_tenant_access
+from keel.authz.engine import Principal, Resource
+from keel.identity.actor import Actor
+from keel.kernel.clock import as_utc, utcnow
+from keel.kernel.errors import Blocked, Conflict, InvalidInput, NotFound, QuotaExceeded
+from keel.kernel.ids import new_id
+from keel.observability import metrics
+from keel.platform.service import require_deployed
+from keel.store.tables import archives, incidents, receipts, requests, tenant_keys, tenants, users
+
+SLUG = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
+REGION = re.compile(r"^[a-z0-9-]{1,40}$")
+
+
+def _platform(tenant_id: str = "*") -> Resource:
+    # Lifecycle objects are control-plane records about a tenant, not tenant data.
+    return Resource("tenant", tenant_id, tenant="")
+
+
+def provision_tenant(
+    keel,
+    actor: Actor,
+    *,
+    slug: str,
+    name: str,
+    admin_email: str,
+    admin_name: str = "Tenant Admin",
+    region: str = "local",
+    storage_quota_mb: int | None = None,
+) -> dict:
+    quota = storage_quota_mb or keel.settings.tenant_storage_quota_mb
+    _check_new_tenant(slug, name, region, quota)
+    started = utcnow()
+    try:
+        with keel.uow() as uow:
+            keel.authorize(uow, actor, "tenant:Provision", _platform())
+            require_deployed(uow.conn)
+            if uow.conn.execute(sa.select(tenants.c.id).where(tenants.c.slug == slug)).first():
+                raise Conflict(f"tenant slug '{slug}' is taken", field="slug")
+            _check_quota(keel, uow.conn)
+            tenant_id = new_id("TEN")
+            uow.conn.execute(
+                tenants.insert().values(
+                    id=tenant_id,
+                    slug=slug,
+                    name=name,
+                    status="PROVISIONED",
+                    region=region,
+                    storage_quota_mb=quota,
+                    created_by=actor.user_id,
+                    created_at=started,
+                )
+            )
+            keel.keyring.create_tenant_key(uow.conn, tenant_id)
+            uow.on_rollback(lambda: keel.dataplanes.destroy(tenant_id))
+            path = keel.dataplanes.provision(tenant_id)
+            uow.conn.execute(tenants.update().where(tenants.c.id == tenant_id).values(data_path=str(path)))
+            admin_id = insert_user(
+                uow.conn, email=admin_email, display_name=admin_name, tenant_id=tenant_id, roles=["TA"]
+            )
+            infra = {
+                "compute": "provisioned",
+                "storage": "provisioned",
+                "network": "provisioned",
+                "monitoring": "enabled",
+            }
+            uow.record(
+                "tenant.created",
+                actor_id=actor.user_id,
+                tenant_id=tenant_id,
+                slug=slug,
+                region=region,
+                admin_user_id=admin_id,
+            )
+            uow.record(
+                "infra.tenant.provisioned",
+                actor_id=actor.user_id,
+                tenant_id=tenant_id,
+                **infra,
+                storage_quota_mb=quota,
+            )
+            uow.commit()
+    except QuotaExceeded as blocked:
+        _record_blocked(keel, actor, slug, blocked)
+        raise
+    return get_tenant(keel, actor, tenant_id)
+
+
+def _check_new_tenant(slug: str, name: str, region: str, quota: int) -> None:
+    if not isinstance(slug, str) or not SLUG.match(slug):
+        raise InvalidInput("slug", "must be 3-63 lower-case letters, digits or '-', starting with a letter")
+    if not name.strip() or len(name) > 200:
+        raise InvalidInput("name", "must be 1 to 200 characters")
+    if not REGION.match(region):
+        raise InvalidInput("region", "must be 1-40 lower-case letters, digits or '-'")
+    if not isinstance(quota, int) or quota < 1:
+        raise InvalidInput("storage_quota_mb", "must be a positive whole number")
+
+
+def _check_quota(keel, conn) -> None:
+    active = conn.execute(
+        sa.select(sa.func.count()).select_from(tenants).where(tenants.c.status.in_(("PROVISIONED", "ACTIVE")))
+    ).scalar_one()
+    if active >= keel.settings.max_tenants:
+        raise QuotaExceeded(
+            f"the platform quota of {keel.settings.max_tenants} tenants is reached",
+            quota="max_tenants",
+            limit=keel.settings.max_tenants,
+            current=active,
+        )
+
+
+def _record_blocked(keel, actor: Actor, slug: str, blocked: QuotaExceeded) -> None:
+    with keel.uow() as uow:
+        uow.record(
+            "tenant.provisioning.blocked",
+            actor_id=actor.user_id,
+            tenant_id=None,
+            slug=slug,
+            quota=blocked.fields.get("quota"),
+            limit=blocked.fields.get("limit"),
+        )
+        metrics.outcome(uow.conn, "provisioning_success_rate", False)
+        metrics.outcome(uow.conn, "tenant_infra_success_rate", False)
+        uow.commit()
+
+
+def isolation_checks(keel, conn, tenant_id: str) -> dict:
+    """What the Security Admin's validation verifies: storage ownership, key, policy isolation."""
+    storage = keel.dataplanes.check(tenant_id)
+    try:
+        keel.keyring.tenant_key(conn, tenant_id)
+        key_ok = True
+    except Exception:  # any failure to unwrap the key is a failed check, reported as such
+        key_ok = False
+    engine = keel.authorizer.engine(conn)
+    outsider = Principal("probe-user", "TEN-PROBE-OTHER", frozenset({"TA", "DE", "AN"}))
+    provider = Principal("probe-provider", "", frozenset({"PA", "PO", "SRE"}))
+    cross_tenant_denied = not engine.check(
+        outsider, "data:Read", Resource("dataset", "*", tenant=tenant_id)
+    ).allowed
+    provider_denied = not engine.check(
+        provider, "data:Read", Resource("dataset", "*", tenant=tenant_id)
+    ).allowed
+    checks = {
+        "storage_dedicated": storage["exists"] and storage["owner_ok"],
+        "storage_layers": storage["layers"],
+        "data_key": key_ok,
+        "cross_tenant_read_denied": cross_tenant_denied,
+        "provider_data_read_denied": provider_denied,
+    }
+    checks["passed"] = (
+        all(v for k, v in checks.items() if k != "storage_layers") and len(storage["layers"]) == 3
+    )
+    return checks
+
+
+def validate_tenant(keel, actor: Actor, tenant_id: str) -> dict:
+    """SA validation. Pass: tenant ACTIVE, TA invitation issued. Fail: everything torn down."""
+    with keel.uow() as uow:
+        row = _load(uow.conn, tenant_id)
+        keel.authorize(uow, actor, "tenant:Validate", _platform(tenant_id))
+        if row.status != "PROVISIONED":
+            raise Conflict(f"tenant is {row.status}, expected PROVISIONED", tenant_id=tenant_id)
+        checks = isolation_checks(keel, uow.conn, tenant_id)
+    if not checks["passed"]:
+        _tear_down_failed(keel, actor, tenant_id, checks)
+        raise Blocked(
+            "isolation validation failed; the tenant was torn down", tenant_id=tenant_id, checks=checks
+        )
+    with keel.uow() as uow:
+        now = utcnow()
+        uow.conn.execute(
+            tenants.update()
+            .where(tenants.c.id == tenant_id)
+            .values(status="ACTIVE", validated_by=actor.user_id)
+        )
+        admin_id = uow.conn.execute(
+            sa.select(users.c.id)
+            .where(users.c.tenant_id == tenant_id, users.c.status == "INVITED")
+            .order_by(users.c.created_at)
+            .limit(1)
+        ).scalar()
+        invitation = (
+            issue_invitation(uow.conn, admin_id, keel.settings.invitation_ttl_hours) if admin_id else None
+        )
+        seconds = (now - as_utc(row.created_at)).total_seconds()
+        receipt = {
+            "tenant_id": tenant_id,
+            "status": "ACTIVE",
+            "created_by": row.created_by,
+            "validated_by": actor.user_id,
+            "compute": "provisioned",
+            "storage": "provisioned",
+            "network": "provisioned",
+            "checks": checks,
+            "timestamp": now.isoformat(),
+        }
+        uow.conn.execute(
+            receipts.insert().values(
+                id=new_id("RCP"),
+                kind="tenant.provisioning",
+                tenant_id=tenant_id,
+                subject_id=tenant_id,
+                body=receipt,
+                created_at=now,
+            )
+        )
+        uow.record("tenant.validated", actor_id=actor.user_id, tenant_id=tenant_id, checks=checks)
+        uow.record("infra.tenant.validated", actor_id=actor.user_id, tenant_id=tenant_id, status="SUCCESS")
+        uow.record(
+            "identity.invitation.issued", actor_id=actor.user_id, tenant_id=tenant_id, user_id=admin_id
+        )
+        metrics.record(uow.conn, "provisioning_time", seconds, tenant_id)
+        metrics.outcome(uow.conn, "provisioning_success_rate", True, tenant_id)
+        metrics.outcome(uow.conn, "tenant_infra_success_rate", True, tenant_id)
+        uow.commit()
+    view = get_tenant(keel, actor, tenant_id)
+    view["receipt"] = receipt
+    view["invitation"] = {"user_id": admin_id, **invitation} if invitation else None
+    return view
+
+
+def _tear_down_failed(keel, actor: Actor, tenant_id: str, checks: dict) -> None:
+    with keel.uow() as uow:
+        revoke_tenant_access(uow.conn, tenant_id)
+        keel.keyring.shred_tenant_key(uow.conn, tenant_id)
+        uow.conn.execute(tenants.update().where(tenants.c.id == tenant_id).values(status="ROLLED_BACK"))
+        uow.record("infra.tenant.torn_down", actor_id=actor.user_id, tenant_id=tenant_id, checks=checks)
+        metrics.record(uow.conn, "validation_failure_count", 1, tenant_id)
+        metrics.outcome(uow.conn, "provisioning_success_rate", False, tenant_id)
+        uow.after_commit(lambda: keel.dataplanes.destroy(tenant_id))
+        uow.commit()
+
+
+# Offboarding -------------------------------------------------------------------------------
+def request_offboarding(keel, actor: Actor, tenant_id: str, reason: str) -> dict:
+    if not reason or not reason.strip():
+        raise InvalidInput("reason", "an offboarding request needs a reason")
+    with keel.uow() as uow:
+        keel.authorize(uow, actor, "tenant:RequestOffboarding", _platform(tenant_id))
+        row = _load(uow.conn, tenant_id)
+        if row.status != "ACTIVE":
+            raise Conflict(f"tenant is {row.status}, expected ACTIVE", tenant_id=tenant_id)
+        request_id = new_id("OFF")
+        uow.conn.execute(
+            requests.insert().values(
+                id=request_id,
+                kind="offboarding",
+                tenant_id=tenant_id,
+                subject_id=tenant_id,
+                body={"reason": reason},
+                status="PENDING",
+                requested_by=actor.user_id,
+                created_at=utcnow(),
+            )
+        )
+        uow.record(
+            "tenant.offboarding.requested", actor_id=actor.user_id, tenant_id=tenant_id, request_id=request_id
+        )
+        uow.commit()
+    return get_request(keel, actor, request_id)
+
+
+def decide_offboarding(keel, actor: Actor, request_id: str, approve: bool, reason: str = "") -> dict:
+    with keel.uow() as uow:
+        row = _load_request(uow.conn, request_id, "offboarding")
+        keel.authorize(
+            uow,
+            actor,
+            "tenant:ApproveOffboarding",
+            Resource("request", request_id, tenant="", drafted_by=row.requested_by),
+        )
+        if row.status != "PENDING":
+            raise Conflict(f"request is {row.status}, expected PENDING", request_id=request_id)
+        status = "APPROVED" if approve else "REJECTED"
+        uow.conn.execute(
+            requests.update()
+            .where(requests.c.id == request_id)
+            .values(status=status, decided_by=actor.user_id, decided_at=utcnow(), decision_reason=reason)
+        )
+        uow.record(
+            f"tenant.offboarding.{status.lower()}",
+            actor_id=actor.user_id,
+            tenant_id=row.tenant_id,
+            request_id=request_id,
+        )
+        uow.commit()
+    return get_request(keel, actor, request_id)
+
+
+def archive_evidence(keel, actor: Actor, tenant_id: str) -> dict:
+    """CO archives the ledger (offline-verifiable export) for the tenant, with the file's hash."""
+    with keel.uow() as uow:
+        keel.authorize(uow, actor, "tenant:ArchiveEvidence", _platform(tenant_id))
+        _load(uow.conn, tenant_id)
+        archive_id = new_id("ARC")
+        doc = keel.ledger.export(uow.conn, tenant_id=tenant_id, public_pem=keel.public_key_pem(uow.conn))
+        directory = keel.settings.home / "archives" / tenant_id
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{archive_id}.json"
+        data = json.dumps(doc, sort_keys=True).encode()
+        path.write_bytes(data)
+        digest = hashlib.sha256(data).hexdigest()
+        uow.on_rollback(lambda: path.unlink(missing_ok=True))
+        tenant_entries = sum(1 for e in doc["entries"] if e["event"].get("tenant_id") == tenant_id)
+        uow.conn.execute(
+            archives.insert().values(
+                id=archive_id,
+                tenant_id=tenant_id,
+                path=str(path),
+                sha256=digest,
+                entries=tenant_entries,
+                archived_by=actor.user_id,
+                created_at=utcnow(),
+            )
+        )
+        uow.record(
+            "evidence.archived",
+            actor_id=actor.user_id,
+            tenant_id=tenant_id,
+            archive_id=archive_id,
+            sha256=digest,
+            entries=tenant_entries,
+            ledger_size=len(doc["entries"]),
+        )
+        uow.commit()
+    return {
+        "archive_id": archive_id,
+        "tenant_id": tenant_id,
+        "path": str(path),
+        "sha256": digest,
+        "entries": tenant_entries,
+        "archived_by": actor.user_id,
+    }
+
+
+def _verified_archive(conn, tenant_id: str):
+    """The newest archive whose file still exists and still hashes to what was recorded."""
+    for row in conn.execute(
+        sa.select(archives).where(archives.c.tenant_id == tenant_id).order_by(archives.c.created_at.desc())
+    ):
+        try:
+            data = Path(row.path).read_bytes()
+        except OSError:
+            continue
+        if hashlib.sha256(data).hexdigest() == row.sha256:
+            return row
+    return None
+
+
+def decommission_tenant(keel, actor: Actor, tenant_id: str, request_id: str) -> dict:
+    with keel.uow() as uow:
+        keel.authorize(uow, actor, "tenant:Decommission", _platform(tenant_id))
+        row = _load(uow.conn, tenant_id)
+        request = _load_request(uow.conn, request_id, "offboarding")
+        if request.tenant_id != tenant_id or request.status != "APPROVED":
+            raise Blocked(
+                "decommissioning needs an approved offboarding request for this tenant",
+                request_id=request_id,
+                request_status=request.status,
+            )
+        if row.status != "ACTIVE":
+            raise Conflict(f"tenant is {row.status}, expected ACTIVE", tenant_id=tenant_id)
+        archive = _verified_archive(uow.conn, tenant_id)
+    if archive is None:
+        incident = _open_incident(
+            keel,
+            actor,
+            tenant_id,
+            "evidence.missing",
+            "decommissioning blocked: no verified evidence archive for the tenant",
+        )
+        raise Blocked(
+            "the tenant's evidence archive is missing or does not match its hash; nothing was deleted",
+            tenant_id=tenant_id,
+            incident_id=incident,
+        )
+    with keel.uow() as uow:
+        access = revoke_tenant_access(uow.conn, tenant_id)
+        shred = keel.keyring.shred_tenant_key(uow.conn, tenant_id)
+        now = utcnow()
+        uow.conn.execute(
+            tenants.update()
+            .where(tenants.c.id == tenant_id)
+            .values(status="DECOMMISSIONED", decommissioned_at=now)
+        )
+        uow.conn.execute(requests.update().where(requests.c.id == request_id).values(status="USED"))
+        receipt = {
+            "tenant_id": tenant_id,
+            "status": "DECOMMISSIONED",
+            "deleted_by": actor.user_id,
+            "validated_by": None,
+            "archived_by": archive.archived_by,
+            "archive_id": archive.id,
+            "archive_sha256": archive.sha256,
+            "access_revoked": access,
+            "crypto_shred": shred,
+            "timestamp": now.isoformat(),
+        }
+        uow.conn.execute(
+            receipts.insert().values(
+                id=new_id("RCP"),
+                kind="tenant.decommissioning",
+                tenant_id=tenant_id,
+                subject_id=tenant_id,
+                body=receipt,
+                created_at=now,
+            )
+        )
+        uow.record(
+            "tenant.decommissioned",
+            actor_id=actor.user_id,
+            tenant_id=tenant_id,
+            request_id=request_id,
+            archive_id=archive.id,
+            access_revoked=access,
+        )
+        uow.record(
+            "data.wiped",
+            actor_id=actor.user_id,
+            tenant_id=tenant_id,
+            data_plane="deleted",
+            crypto_shred=shred,
+        )
+        uow.commit()
+    keel.dataplanes.destroy(tenant_id)
+    if keel.dataplanes.exists(tenant_id):
+        _open_incident(
+            keel, actor, tenant_id, "deletion.incomplete", "tenant data-plane storage still exists"
+        )
+    return get_tenant(keel, actor, tenant_id)
+
+
+def confirm_wipe(keel, actor: Actor, tenant_id: str) -> dict:
+    """SA confirms the wipe: storage gone, key destroyed, no ciphertext decrypts."""
+    with keel.uow() as uow:
+        keel.authorize(uow, actor, "tenant:ValidateWipe", _platform(tenant_id))
+        row = _load(uow.conn, tenant_id)
+        if row.status != "DECOMMISSIONED":
+            raise Conflict(f"tenant is {row.status}, expected DECOMMISSIONED", tenant_id=tenant_id)
+        proof = keel.keyring.prove_shredded(uow.conn, tenant_id)
+        storage_gone = not keel.dataplanes.exists(tenant_id)
+        if not (proof["proven"] and storage_gone):
+            raise Blocked("the wipe is incomplete", storage_deleted=storage_gone, crypto_shred=proof)
+        receipt_row = uow.conn.execute(
+            sa.select(receipts).where(
+                receipts.c.kind == "tenant.decommissioning", receipts.c.subject_id == tenant_id
+            )
+        ).one()
+        body = {**receipt_row.body, "validated_by": actor.user_id}
+        uow.conn.execute(receipts.update().where(receipts.c.id == receipt_row.id).values(body=body))
+        uow.record(
+            "tenant.wipe.validated",
+            actor_id=actor.user_id,
+            tenant_id=tenant_id,
+            storage_deleted=storage_gone,
+            crypto_shred=proof,
+        )
+        metrics.outcome(uow.conn, "decommissioning_success_rate", True, tenant_id)
+        uow.commit()
+    return get_tenant(keel, actor, tenant_id)
+
+
+def _open_incident(keel, actor: Actor, tenant_id: str, kind: str, summary: str) -> str:
+    incident_id = new_id("INC")
+    with keel.uow() as uow:
+        uow.conn.execute(
+            incidents.insert().values(
+                id=incident_id,
+                tenant_id=tenant_id,
+                kind=kind,
+                severity="SEV2",
+                status="OPEN",
+                summary=summary,
+                details={},
+                created_at=utcnow(),
+            )
+        )
+        uow.record(
+            "incident.opened", actor_id=actor.user_id, tenant_id=tenant_id, incident_id=incident_id, kind=kind
+        )
+        metrics.record(uow.conn, "incident_count", 1, tenant_id)
+        if kind == "evidence.missing":
+            metrics.outcome(uow.conn, "decommissioning_success_rate", False, tenant_id)
+        uow.commit()
+    return incident_id
+
+
+# Reading ------------------------------------------------------------------------------------
+def _load(conn, tenant_id: str):
+    row = conn.execute(sa.select(tenants).where(tenants.c.id == tenant_id)).first()
+    if row is None:
+        raise NotFound("tenant", tenant_id)
+    return row
+
+
+def _load_request(conn, request_id: str, kind: str):
+    row = conn.execute(
+        sa.select(requests).where(requests.c.id == request_id, requests.c.kind == kind)
+    ).first()
+    if row is None:
+        raise NotFound(f"{kind} request", request_id)
+    return row
+
+
+def tenant_view(conn, row) -> dict:
+    key = conn.execute(sa.select(tenant_keys.c.destroyed_at).where(tenant_keys.c.tenant_id == row.id)).first()
+    return {
+        "tenant_id": row.id,
+        "slug": row.slug,
+        "name": row.name,
+        "status": row.status,
+        "region": row.region,
+        "storage_quota_mb": row.storage_quota_mb,
+        "created_by": row.created_by,
+        "validated_by": row.validated_by,
+        "created_at": as_utc(row.created_at).isoformat(),
+        "decommissioned_at": as_utc(row.decommissioned_at).isoformat() if row.decommissioned_at else None,
+        "data_key": "destroyed" if key and key.destroyed_at else "active",
+    }
+
+
+def get_tenant(keel, actor: Actor, tenant_id: str) -> dict:
+    with keel.uow() as uow:
+        if actor.tenant_id is not None and actor.tenant_id != tenant_id:
+            # Same answer whether or not the tenant exists: never leak another tenant's existence.
+            keel.authorize(uow, actor, "tenant:Read", Resource("tenant", tenant_id, tenant=tenant_id))
+        keel.authorize(uow, actor, "tenant:Read", Resource("tenant", tenant_id, tenant=actor.tenant_id or ""))
+        view = tenant_view(uow.conn, _load(uow.conn, tenant_id))
+        view["receipts"] = [
+            r.body
+            for r in uow.conn.execute(
+                sa.select(receipts.c.body)
+                .where(receipts.c.subject_id == tenant_id)
+                .order_by(receipts.c.created_at)
+            )
+        ]
+        return view
+
+
+def list_tenants(keel, actor: Actor, *, after: str | None = None, limit: int = 50) -> list[dict]:
+    with keel.uow() as uow:
+        keel.authorize(uow, actor, "tenant:Read", _platform())
+        query = sa.select(tenants).order_by(tenants.c.id).limit(limit)
+        if actor.tenant_id is not None:
+            query = query.where(tenants.c.id == actor.tenant_id)
+        if after:
+            query = query.where(tenants.c.id > after)
+        return [tenant_view(uow.conn, r) for r in uow.conn.execute(query)]
+
+
+def get_request(keel, actor: Actor, request_id: str) -> dict:
+    with keel.uow() as uow:
+        keel.authorize(uow, actor, "tenant:Read", _platform())
+        row = uow.conn.execute(sa.select(requests).where(requests.c.id == request_id)).first()
+        if row is None:
+            raise NotFound("request", request_id)
+        return {
+            "request_id": row.id,
+            "kind": row.kind,
+            "tenant_id": row.tenant_id,
+            "status": row.status,
+            "requested_by": row.requested_by,
+            "decided_by": row.decided_by,
+            "body": row.body,
+            "created_at": as_utc(row.created_at).isoformat(),
+        }

@@ -1,0 +1,122 @@
+"""Test helpers: a seeded world with one API token per persona, driven through the real API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from keel.accounts import service as accounts
+from keel.identity.actor import SYSTEM, Actor
+from keel.identity.personas import Persona
+from keel.platform import service as platform
+from keel.rbac import service as rbac
+from keel.store.tables import users
+from keel.tenants import service as tenancy
+
+PROVIDER = [p for p in Persona if p.is_provider]
+TENANT = [p for p in Persona if not p.is_provider]
+
+
+def make_user(keel, persona: Persona, tenant_id: str | None = None, slug: str = "") -> Actor:
+    """An ACTIVE user without a password: it signs in with API tokens only (argon2 is slow by design)."""
+    domain = f"{slug}.test" if tenant_id else "provider.test"
+    with keel.uow() as uow:
+        user_id = accounts.insert_user(
+            uow.conn,
+            email=f"{persona.value.lower()}@{domain}",
+            display_name=persona.title,
+            tenant_id=tenant_id,
+            roles=[persona.value],
+        )
+        uow.conn.execute(users.update().where(users.c.id == user_id).values(status="ACTIVE"))
+        uow.record(
+            "identity.user.created",
+            actor_id=SYSTEM.user_id,
+            tenant_id=tenant_id,
+            user_id=user_id,
+            roles=[persona.value],
+        )
+        uow.commit()
+    return Actor(user_id=user_id, tenant_id=tenant_id, roles=frozenset({persona.value}))
+
+
+@dataclass
+class World:
+    keel: object
+    client: object
+    actors: dict[str, Actor] = field(default_factory=dict)
+    tokens: dict[str, str] = field(default_factory=dict)
+    tenants: dict[str, str] = field(default_factory=dict)  # slug -> tenant id
+
+    @classmethod
+    def build(
+        cls,
+        keel,
+        client,
+        *,
+        deploy: bool = True,
+        baseline: bool = True,
+        tenant_slugs: tuple[str, ...] = ("acme", "globex"),
+    ) -> World:
+        world = cls(keel, client)
+        for persona in PROVIDER:
+            world.add(persona.value, make_user(keel, persona))
+        if deploy:
+            dep = platform.request_deployment(keel, world.actors["PA"])
+            platform.approve_deployment(keel, world.actors["PO"], dep["deployment_id"])
+            platform.execute_deployment(keel, world.actors["PA"], dep["deployment_id"])
+            platform.validate_deployment(keel, world.actors["SA"], dep["deployment_id"])
+        if baseline:
+            bundle = rbac.define_bundle(keel, world.actors["SA"])
+            rbac.apply_bundle(keel, world.actors["PA"], bundle["bundle_id"])
+            rbac.review_bundle(keel, world.actors["CO"], bundle["bundle_id"], approve=True)
+        if deploy:
+            for slug in tenant_slugs:
+                world.add_tenant(slug)
+        return world
+
+    def add(self, key: str, actor: Actor) -> None:
+        self.actors[key] = actor
+        self.tokens[key] = accounts.create_token(self.keel, actor, name=f"test-{key}")["token"]
+
+    def add_tenant(self, slug: str) -> str:
+        tenant = tenancy.provision_tenant(
+            self.keel,
+            self.actors["PA"],
+            slug=slug,
+            name=slug.title(),
+            admin_email=f"invited-admin@{slug}.test",
+        )
+        tenancy.validate_tenant(self.keel, self.actors["SA"], tenant["tenant_id"])
+        self.tenants[slug] = tenant["tenant_id"]
+        for persona in TENANT:
+            self.add(f"{slug}:{persona.value}", make_user(self.keel, persona, tenant["tenant_id"], slug))
+        return tenant["tenant_id"]
+
+    def headers(self, who: str) -> dict[str, str]:
+        """``who`` is a provider persona code ("PA") or "<slug>:<tenant persona>" ("acme:TA")."""
+        return {"Authorization": f"Bearer {self.tokens[who]}"}
+
+    def get(self, who: str, path: str, **kw):
+        return self.client.get(path, headers=self.headers(who), **kw)
+
+    def post(self, who: str, path: str, json: dict | None = None, **kw):
+        headers = {**self.headers(who), **kw.pop("headers", {})}
+        return self.client.post(path, json=json if json is not None else {}, headers=headers, **kw)
+
+    def put(self, who: str, path: str, json: dict, **kw):
+        return self.client.put(path, json=json, headers=self.headers(who), **kw)
+
+    def delete(self, who: str, path: str, **kw):
+        return self.client.delete(path, headers=self.headers(who), **kw)
+
+    def events(self, event_type: str | None = None) -> list[dict]:
+        """Ledger events straight from the store (test oracle, not the API under test)."""
+        with self.keel.engine.connect() as conn:
+            entries = self.keel.ledger.entries(conn, event_type=event_type, limit=100_000)
+        return [e["event"] for e in entries]
+
+    def scalar(self, query: sa.Select):
+        with self.keel.engine.connect() as conn:
+            return conn.execute(query).scalar()
