@@ -94,3 +94,21 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: object) -> Settings:
     return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def settings_table() -> str:
+    """The Markdown table of every setting, as ``docs/configuration.md`` shows it (a test compares)."""
+    lines = [
+        "| Environment variable | keel.toml key | Type | Default | What it does |",
+        "|---|---|---|---|---|",
+    ]
+    for name, field in Settings.model_fields.items():
+        annotation = field.annotation
+        kind = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+        default = "(unset)" if field.default is None else f"`{field.default}`"
+        lines.append(f"| `KEEL_{name.upper()}` | `{name}` | {kind} | {default} | {field.description} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(settings_table())
