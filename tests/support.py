@@ -18,16 +18,22 @@ PROVIDER = [p for p in Persona if p.is_provider]
 TENANT = [p for p in Persona if not p.is_provider]
 
 
-def make_user(keel, persona: Persona, tenant_id: str | None = None, slug: str = "") -> Actor:
-    """An ACTIVE user without a password: it signs in with API tokens only (argon2 is slow by design)."""
+def make_user(
+    keel, persona: Persona, tenant_id: str | None = None, slug: str = "", *, also: tuple[Persona, ...] = ()
+) -> Actor:
+    """An ACTIVE user without a password: it signs in with API tokens only (argon2 is slow by design).
+
+    ``also`` gives the same user further personas (to test separation of duties across roles).
+    """
     domain = f"{slug}.test" if tenant_id else "provider.test"
+    roles = [persona.value, *(p.value for p in also)]
     with keel.uow() as uow:
         user_id = accounts.insert_user(
             uow.conn,
-            email=f"{persona.value.lower()}@{domain}",
+            email=f"{'+'.join(r.lower() for r in roles)}@{domain}",
             display_name=persona.title,
             tenant_id=tenant_id,
-            roles=[persona.value],
+            roles=roles,
         )
         uow.conn.execute(users.update().where(users.c.id == user_id).values(status="ACTIVE"))
         uow.record(
@@ -35,10 +41,10 @@ def make_user(keel, persona: Persona, tenant_id: str | None = None, slug: str = 
             actor_id=SYSTEM.user_id,
             tenant_id=tenant_id,
             user_id=user_id,
-            roles=[persona.value],
+            roles=sorted(roles),
         )
         uow.commit()
-    return Actor(user_id=user_id, tenant_id=tenant_id, roles=frozenset({persona.value}))
+    return Actor(user_id=user_id, tenant_id=tenant_id, roles=frozenset(roles))
 
 
 @dataclass

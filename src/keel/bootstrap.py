@@ -77,9 +77,16 @@ class Keel:
 def build(settings: Settings | None = None) -> Keel:
     settings = settings or load_settings()
     settings.home.mkdir(parents=True, exist_ok=True)
-    engine = create_store_engine(settings.effective_database_url, settings.database_schema)
-    migrate(engine)
+    # The master key first: a bad key must stop the start before the store is touched.
     keyring = KeyRing(load_or_create_master_key(settings.master_key, settings.home / "master.key"))
+    engine = create_store_engine(settings.effective_database_url, settings.database_schema)
+    try:
+        migrate(engine)
+        with engine.connect() as conn:
+            keyring.check_master_key(conn)
+    except BaseException:
+        engine.dispose()
+        raise
     ledger = Ledger(lambda conn: keyring.platform_key(conn, SIGNING_PURPOSE))
     return Keel(
         settings=settings,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from functools import cache
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -82,7 +83,10 @@ def create_user(
     tenant_id: str | None = None,
     password: str | None = None,
 ) -> dict:
-    """Create a user. Provider users are identity work for the Security Admin; tenant users for their TA."""
+    """Create a user. Provider users are identity work for the Security Admin; tenant users for their TA.
+
+    A user created without a password gets an invitation, returned once in this answer.
+    """
     with keel.uow() as uow:
         action = "tenant:ManageMembers" if tenant_id else "user:Manage"
         keel.authorize(uow, actor, action, Resource("user", "new", tenant=tenant_id or ""))
@@ -103,8 +107,17 @@ def create_user(
             user_id=user_id,
             roles=check_roles(roles, tenant_id),
         )
+        invitation = None
+        if password is None:
+            invitation = issue_invitation(uow.conn, user_id, keel.settings.invitation_ttl_hours)
+            uow.record(
+                "identity.invitation.issued", actor_id=actor.user_id, tenant_id=tenant_id, user_id=user_id
+            )
         uow.commit()
-    return get_user(keel, actor, user_id)
+    view = get_user(keel, actor, user_id)
+    if invitation is not None:
+        view["invitation"] = invitation
+    return view
 
 
 def _require_active_tenant(conn: Connection, tenant_id: str) -> None:
@@ -131,18 +144,36 @@ def user_view(conn: Connection, user_id: str) -> dict:
     }
 
 
+# The tenant a tenant user is told an object outside its tenant belongs to (a provider
+# user, or none at all): never its own, so the cross-tenant rule gives one answer for all.
+OUTSIDE = "TEN-OUTSIDE"
+
+
+def _user_scope(actor: Actor, tenant_id: str | None) -> str:
+    """The tenant to authorize a read of users of ``tenant_id`` (None: provider users) against.
+
+    Tenant users read the members of their own tenant only: the provider directory and
+    other tenants are outside it, and absent users look exactly like those.
+    """
+    if actor.tenant_id is not None and tenant_id != actor.tenant_id:
+        return tenant_id or OUTSIDE
+    return tenant_id or ""
+
+
 def get_user(keel, actor: Actor, user_id: str) -> dict:
-    with keel.engine.connect() as conn:
-        tenant_id = conn.execute(sa.select(users.c.tenant_id).where(users.c.id == user_id)).scalar()
     with keel.uow() as uow:
+        row = uow.conn.execute(sa.select(users.c.tenant_id).where(users.c.id == user_id)).first()
         if user_id != actor.user_id:
-            keel.authorize(uow, actor, "user:Read", Resource("user", user_id, tenant=tenant_id or ""))
+            tenant = _user_scope(actor, row.tenant_id if row else OUTSIDE)
+            keel.authorize(uow, actor, "user:Read", Resource("user", user_id, tenant=tenant))
         return user_view(uow.conn, user_id)
 
 
 def list_users(keel, actor: Actor, *, tenant_id: str | None, after: str | None, limit: int) -> list[dict]:
     with keel.uow() as uow:
-        keel.authorize(uow, actor, "user:Read", Resource("user", "*", tenant=tenant_id or ""))
+        keel.authorize(uow, actor, "user:Read", Resource("user", "*", tenant=_user_scope(actor, tenant_id)))
+        if tenant_id:
+            _require_known_tenant(uow.conn, tenant_id)
         query = sa.select(users.c.id).order_by(users.c.id).limit(limit)
         query = (
             query.where(users.c.tenant_id == tenant_id)
@@ -154,6 +185,11 @@ def list_users(keel, actor: Actor, *, tenant_id: str | None, after: str | None, 
         return [user_view(uow.conn, uid) for uid in uow.conn.execute(query).scalars()]
 
 
+def _require_known_tenant(conn: Connection, tenant_id: str) -> None:
+    if conn.execute(sa.select(tenants.c.id).where(tenants.c.id == tenant_id)).first() is None:
+        raise NotFound("tenant", tenant_id)
+
+
 # Authentication ---------------------------------------------------------------------------
 def _roles(conn: Connection, user_id: str) -> frozenset[str]:
     return frozenset(
@@ -161,11 +197,20 @@ def _roles(conn: Connection, user_id: str) -> frozenset[str]:
     )
 
 
+@cache
+def _dummy_hash() -> str:
+    return hash_password(new_secret_token("dummy"))
+
+
 def sign_in(keel, email: str, password: str) -> tuple[str, dict]:
     """Check a password and open a console session. Returns ``(session secret, session view)``."""
     with keel.uow() as uow:
         row = uow.conn.execute(sa.select(users).where(users.c.email == email.strip().lower())).first()
-        if row is None or row.status != "ACTIVE" or not verify_password(row.password_hash, password):
+        # Verify against a dummy hash when there is no usable one, so that the time taken
+        # does not tell whether the e-mail belongs to an active account.
+        usable = row is not None and bool(row.password_hash)
+        password_ok = verify_password(row.password_hash if usable else _dummy_hash(), password) and usable
+        if row is None or row.status != "ACTIVE" or not password_ok:
             uow.record(
                 "auth.signin.failed",
                 actor_id=row.id if row else None,
@@ -221,7 +266,9 @@ def authenticate(keel, *, bearer: str | None = None, session: str | None = None)
         roles = _roles(conn, user.id)
         if kind == "token":
             roles = roles & frozenset(row.roles)  # a token never carries more than its user has now
-    return Actor(user_id=user.id, tenant_id=user.tenant_id, roles=roles, auth=kind)
+    return Actor(
+        user_id=user.id, tenant_id=user.tenant_id, roles=roles, auth=kind, expires_at=as_utc(row.expires_at)
+    )
 
 
 def create_token(
@@ -233,12 +280,21 @@ def create_token(
     ttl = ttl_days if ttl_days is not None else keel.settings.token_ttl_days
     if not 1 <= ttl <= 365:
         raise InvalidInput("ttl_days", "must be between 1 and 365")
+    if roles is not None and not roles:
+        raise InvalidInput("roles", "name at least one role, or leave roles out for all of yours")
     scoped = sorted(set(roles)) if roles else sorted(actor.roles)
     extra = set(scoped) - set(actor.roles)
     if extra:
         raise InvalidInput("roles", f"the caller does not hold {sorted(extra)}")
     secret = new_secret_token("tok")
     now = utcnow()
+    expires_at = now + timedelta(days=ttl)
+    parent_expiry = actor.expires_at if actor.auth == "token" else None
+    if parent_expiry is not None and expires_at > parent_expiry:
+        # A token never outlives the token that created it: the default shortens, an explicit ask is refused.
+        if ttl_days is not None:
+            raise InvalidInput("ttl_days", f"a token cannot outlive the token creating it ({parent_expiry})")
+        expires_at = parent_expiry
     token_id = new_id("TOK")
     with keel.uow() as uow:
         uow.conn.execute(
@@ -250,7 +306,7 @@ def create_token(
                 roles=scoped,
                 token_hash=token_hash(secret),
                 created_at=now,
-                expires_at=now + timedelta(days=ttl),
+                expires_at=expires_at,
             )
         )
         uow.record(
@@ -267,7 +323,7 @@ def create_token(
         "name": name,
         "roles": scoped,
         "tenant_id": actor.tenant_id,
-        "expires_at": (now + timedelta(days=ttl)).isoformat(),
+        "expires_at": expires_at.isoformat(),
         "token": secret,
     }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 
 from fastapi import Depends, Query, Request
 
@@ -51,12 +52,24 @@ class Page:
         return {"items": items, "next_cursor": encode_cursor(str(items[-1][key])) if more and items else None}
 
 
+CURSOR_PREFIX = "k1:"  # versions the format, and tells a cursor this API issued from random base64
+_CURSOR = re.compile(r"^[A-Za-z0-9_-]{1,400}$")
+
+
 def encode_cursor(value: str) -> str:
-    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+    return base64.urlsafe_b64encode((CURSOR_PREFIX + value).encode()).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str) -> str:
+    """The sort key a cursor carries; ``InvalidInput("cursor")`` for anything this API did not issue."""
+    bad = InvalidInput("cursor", "is not a cursor this API issued; pass next_cursor unchanged")
+    if not _CURSOR.match(cursor):  # b64decode would silently drop foreign characters
+        raise bad
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidInput("cursor", "is not a cursor this API issued") from None
+        raise bad from None
+    value = text.removeprefix(CURSOR_PREFIX)
+    if value == text or not value or not value.isprintable():
+        raise bad
+    return value

@@ -1,14 +1,40 @@
-"""Request bodies. Unknown fields are refused so typos never pass silently."""
+"""Request bodies. Unknown fields are refused so typos never pass silently.
+
+Types are strict: ``"5"`` is not a number and ``"yes"`` or ``1`` is not a boolean, so a
+client that sends the wrong type hears about it instead of being guessed at. Lists and
+numbers are bounded so one request cannot ask for unbounded work or overflow a column,
+and no string may hold a NUL character (PostgreSQL text cannot store one).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Name = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+def has_nul(value: Any) -> bool:
+    """Whether a string anywhere in ``value`` (keys of nested objects included) holds a NUL."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(has_nul(k) or has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(has_nul(v) for v in value)
+    return False
 
 
 class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        if has_nul(value):
+            raise ValueError("must not contain NUL characters")
+        return value
 
 
 class DeploymentRequest(Body):
@@ -27,7 +53,7 @@ class TenantCreate(Body):
     admin_email: str = Field(..., min_length=3, max_length=254)
     admin_name: str = Field("Tenant Admin", min_length=1, max_length=200)
     region: str = Field("local", min_length=1, max_length=40)
-    storage_quota_mb: int | None = Field(None, ge=1)
+    storage_quota_mb: int | None = Field(None, ge=1, le=1_073_741_824)  # 1 PiB; fits a 32-bit column
 
 
 class OffboardingCreate(Body):
@@ -46,7 +72,7 @@ class Decommission(Body):
 class UserCreate(Body):
     email: str = Field(..., min_length=3, max_length=254)
     display_name: str = Field(..., min_length=1, max_length=200)
-    roles: list[str] = Field(..., min_length=1)
+    roles: list[Name] = Field(..., min_length=1, max_length=20)
     password: str | None = Field(None, min_length=12, max_length=200)
 
 
@@ -62,7 +88,7 @@ class InvitationAccept(Body):
 
 class TokenCreate(Body):
     name: str = Field(..., min_length=1, max_length=100)
-    roles: list[str] | None = None
+    roles: list[Name] | None = Field(None, min_length=1, max_length=20)
     ttl_days: int | None = Field(None, ge=1, le=365)
 
 
@@ -76,11 +102,11 @@ class BundleDefine(Body):
 
 class BundleReview(Body):
     approve: bool
-    findings: list[dict[str, Any]] = Field(default_factory=list)
+    findings: list[dict[str, Any]] = Field(default_factory=list, max_length=200)
 
 
 class BreakGlassRequest(Body):
     tenant_id: str = Field(..., min_length=1, max_length=40)
-    actions: list[str] = Field(..., min_length=1)
+    actions: list[Name] = Field(..., min_length=1, max_length=20)
     minutes: int = Field(..., ge=1, le=120)
     justification: str = Field(..., min_length=1, max_length=2000)

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 
 from keel.identity.personas import Level, Persona, ServiceArea, grants
 
-KINDS = ("schema", "kpi", "workflow", "rbac", "breakglass")
+KINDS = ("platform", "schema", "kpi", "workflow", "rbac", "breakglass")
 PHASES = ("draft", "approve", "deploy")
 
 
@@ -82,9 +82,9 @@ _CATALOG = (
     # name                         area           level, flags
     # -- platform deployment (00a)
     Action("platform:Read",               PLATFORM,      R),
-    Action("platform:Deploy",             PLATFORM,      M),
-    Action("platform:ApproveDeployment",  PLATFORM,      A, phase="approve"),
-    Action("platform:ValidateDeployment", IAM,           M),  # SA's IAM/network sign-off
+    Action("platform:Deploy",             PLATFORM,      M, kind="platform", phase="deploy"),
+    Action("platform:ApproveDeployment",  PLATFORM,      A, kind="platform", phase="approve"),
+    Action("platform:ValidateDeployment", IAM,           M, kind="platform", phase="approve"),  # SA sign-off
     # -- tenants (01, 01c)
     Action("tenant:Read",                 PLATFORM,      R),
     Action("tenant:Provision",            PLATFORM,      M),

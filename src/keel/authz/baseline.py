@@ -59,9 +59,10 @@ unless { action in Keel::Action::"ReadOnly" };""",
 unless { resource.owner == principal.uid };""",
     ),
     (
+        # Nobody approves (or signs off) a change they drafted or deployed themselves.
         "sod-approve-own-draft",
         """forbid (principal, action in Keel::Action::"Approve", resource)
-when { resource.drafted_by == principal.uid };""",
+when { resource.drafted_by == principal.uid || resource.deployed_by == principal.uid };""",
     ),
     (
         "sod-deploy-own-change",

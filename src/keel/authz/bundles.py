@@ -187,6 +187,32 @@ def provider_tenant_data(bundle: Bundle) -> Iterator[Violation]:
     )
 
 
+def role_persona_mismatch(bundle: Bundle) -> Iterator[Violation]:
+    """A role named like a persona must be that persona: 'PA' based on 'TA' would lock every PA out."""
+    codes = {p.value for p in Persona}
+    for role in bundle.roles:
+        if role.role in codes and role.based_on != role.role:
+            yield Violation(
+                "role-persona-mismatch",
+                role.role,
+                f"role '{role.role}' is a persona code but is based on '{role.based_on}'",
+            )
+
+
+# The steps of the RBAC lifecycle itself: a bundle that drops one could never be replaced.
+LIFECYCLE = ("rbac:Define", "rbac:Apply", "rbac:Review")
+
+
+def lifecycle_lockout(bundle: Bundle) -> Iterator[Violation]:
+    """Some role must still hold each RBAC lifecycle step, or no later bundle could ever be applied."""
+    held = {name for role in bundle.roles for name in role.permissions}
+    for step in LIFECYCLE:
+        if step not in held:
+            yield Violation(
+                "lifecycle-lockout", "", f"no role holds '{step}': no later bundle could replace this one"
+            )
+
+
 RULES: tuple[Callable[[Bundle], Iterator[Violation]], ...] = (
     unknown_action,
     unknown_persona,
@@ -197,7 +223,13 @@ RULES: tuple[Callable[[Bundle], Iterator[Violation]], ...] = (
     sod_steward_no_infra,
     sod_sre_no_business,
     provider_tenant_data,
+    role_persona_mismatch,
 )
+
+
+def lockout_violations(bundle: Bundle | Mapping[str, Any]) -> list[Violation]:
+    """Checked when a bundle is about to be put in force (not when drafted): would it lock RBAC out?"""
+    return list(lifecycle_lockout(parse_bundle(bundle)))
 
 
 def validate_bundle(bundle: Bundle | Mapping[str, Any]) -> list[Violation]:

@@ -1,11 +1,26 @@
-"""Evidence commands for the API and CLI: tree heads, proofs, entries, export and verification."""
+"""Evidence commands for the API and CLI: tree heads, proofs, entries, export and verification.
+
+Provider roles read the whole platform ledger. A tenant user reads only the entries
+of its own tenant: any other entry (another tenant's, the platform's, or one that
+does not exist) is refused with the same cross-tenant denial, so a refusal never
+tells whether the entry exists.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy.engine import Connection
 
 from keel.authz.engine import Resource
 from keel.evidence.offline import VerifyReport
 from keel.identity.actor import Actor
 from keel.kernel.errors import Blocked
+
+# The scope of an entry a tenant user may not see that belongs to no tenant (a platform
+# entry, or none at all): no tenant has this id, so the cross-tenant guard refuses it.
+OUTSIDE_TENANT = "outside-your-tenant"
 
 
 def _scope(actor: Actor) -> Resource:
@@ -13,12 +28,39 @@ def _scope(actor: Actor) -> Resource:
     return Resource("evidence", "ledger", tenant=actor.tenant_id or "")
 
 
-def public_key(keel) -> dict:
-    pem = keel.public_key_pem()
+def _authorize_entry(keel, uow, actor: Actor, seq: int) -> None:
+    """A tenant user may see entry ``seq`` only when it is one of its tenant's."""
+    if actor.tenant_id is None:
+        return
+    exists, tenant = keel.ledger.entry_tenant(uow.conn, seq)
+    if not exists or tenant != actor.tenant_id:
+        keel.authorize(
+            uow, actor, "evidence:Read", Resource("evidence", "entry", tenant=tenant or OUTSIDE_TENANT)
+        )
+
+
+@contextmanager
+def _snapshot(keel) -> Iterator[Connection]:
+    """A read-only connection seeing one snapshot of the store, outside any write lock."""
+    with keel.engine.connect() as conn:
+        if conn.dialect.name != "sqlite":  # a SQLite read transaction is a snapshot already
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            yield conn
+
+
+def _public_key_pem(keel, conn) -> str:
+    pem = keel.public_key_pem(conn)
     if pem is None:
         raise Blocked("the platform is not deployed yet: no evidence signing key exists")
+    return pem
+
+
+def public_key(keel) -> dict:
     from keel.evidence.signing import key_id, load_public_key
 
+    with keel.engine.connect() as conn:
+        pem = _public_key_pem(keel, conn)
     return {"key_id": key_id(load_public_key(pem)), "algorithm": "Ed25519", "public_key_pem": pem}
 
 
@@ -36,15 +78,7 @@ def tree_head(keel, actor: Actor, tree_size: int | None = None) -> dict:
 def inclusion_proof(keel, actor: Actor, seq: int, tree_size: int | None = None) -> dict:
     with keel.uow() as uow:
         keel.authorize(uow, actor, "evidence:Read", _scope(actor))
-        if actor.tenant_id is not None:
-            entry = keel.ledger.entry(uow.conn, seq)
-            if entry["event"].get("tenant_id") != actor.tenant_id:
-                keel.authorize(
-                    uow,
-                    actor,
-                    "evidence:Read",
-                    Resource("evidence", "entry", tenant=entry["event"].get("tenant_id") or ""),
-                )
+        _authorize_entry(keel, uow, actor, seq)
         return keel.ledger.inclusion_proof(uow.conn, seq, tree_size)
 
 
@@ -70,22 +104,17 @@ def list_entries(keel, actor: Actor, *, event_type: str | None, after_seq: int, 
 def get_entry(keel, actor: Actor, seq: int) -> dict:
     with keel.uow() as uow:
         keel.authorize(uow, actor, "evidence:Read", _scope(actor))
-        entry = keel.ledger.entry(uow.conn, seq)
-        if actor.tenant_id is not None and entry["event"].get("tenant_id") != actor.tenant_id:
-            keel.authorize(
-                uow,
-                actor,
-                "evidence:Read",
-                Resource("evidence", "entry", tenant=entry["event"].get("tenant_id") or ""),
-            )
-        return entry
+        _authorize_entry(keel, uow, actor, seq)
+        return keel.ledger.entry(uow.conn, seq)
 
 
 def export(keel, actor: Actor) -> dict:
-    """The whole ledger for offline verification (Compliance Officer)."""
+    """The ledger for offline verification (Compliance Officer); the export itself is evidenced."""
     with keel.uow() as uow:
         keel.authorize(uow, actor, "evidence:Export", Resource("evidence", "ledger", tenant=""))
-        doc = keel.ledger.export(uow.conn, public_pem=keel.public_key_pem(uow.conn))
+    with _snapshot(keel) as conn:  # read outside the write lock: writers need not wait for it
+        doc = keel.ledger.export(conn, public_pem=_public_key_pem(keel, conn))
+    with keel.uow() as uow:
         uow.record(
             "evidence.exported",
             actor_id=actor.user_id,
@@ -98,9 +127,8 @@ def export(keel, actor: Actor) -> dict:
 
 
 def verify(keel, actor: Actor) -> VerifyReport:
+    """Recompute every leaf, root and signature of the stored ledger."""
     with keel.uow() as uow:
         keel.authorize(uow, actor, "evidence:Verify", Resource("evidence", "ledger", tenant=""))
-        pem = keel.public_key_pem(uow.conn)
-        if pem is None:
-            raise Blocked("the platform is not deployed yet: no evidence signing key exists")
-        return keel.ledger.verify(uow.conn, pem)
+    with _snapshot(keel) as conn:
+        return keel.ledger.verify(conn, _public_key_pem(keel, conn))

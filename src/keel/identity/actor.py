@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 
 @dataclass(frozen=True)
@@ -11,6 +12,8 @@ class Actor:
     tenant_id: str | None  # None: a provider (platform) user
     roles: frozenset[str]
     auth: str = "token"  # "session", "token" or "system"
+    # When the credential this request came with expires: a token cannot mint one that outlives it.
+    expires_at: datetime | None = None
 
     @property
     def is_provider(self) -> bool:

@@ -1,85 +1,124 @@
 """Story 00a: PA requests a deployment from a template, PO approves, PA deploys, SA validates.
 
 Deploying provisions the control plane (store at the newest migration, writable),
-the data plane (tenant storage root, DuckDB smoke test) and the shared services
-(secrets round trip, the ledger's Ed25519 signing key, the metrics collector).
-An IAM validation failure rolls back everything the deployment created.
+the data plane (tenant storage root, DuckDB) and the shared services (secrets round
+trip, the ledger's Ed25519 signing key, the metrics collector); see ``parts``.
+
+Lifecycle and what each refusal leaves behind::
+
+    REQUESTED --approve (PO, not the requester)--> APPROVED --execute (PA)--> DEPLOYED
+    DEPLOYED --validate (SA)--> VALIDATED, receipt status=SUCCESS
+    DEPLOYED --reject (SA) or IAM invalid at validation--> ROLLED_BACK
+    APPROVED --execute, IAM invalid--> ROLLED_BACK (nothing it created survives)
+    APPROVED --execute, template does not fit this installation--> FAILED
+    APPROVED --execute, dependency missing--> stays APPROVED, incident + ``alert.fired``
+
+* Template errors. A template that does not parse is refused when the deployment is
+  requested: 422 naming the field, and no deployment record is persisted (there is
+  no job to fail yet); the refusal is logged and evidenced as
+  ``infra.template.rejected``. A template that parses but does not describe this
+  installation (it names another control-plane store) fails the job when it runs:
+  the deployment becomes FAILED with the reason, ``infra.deployment.failed`` is
+  recorded, and 422 names the field; nothing is provisioned.
+* IAM invalid (a required role that no active provider user holds). At execution the
+  unit of work rolls back, so the signing key and the data-plane root it created are
+  gone, then the deployment is marked ROLLED_BACK with ``infra.rolled_back`` and
+  ``rollback_count``. At validation, like an SA rejection: a committed deployment is
+  rolled back by removing what it made and nothing has used since. The evidence
+  signing key is always kept then: tree heads it signed are already in the ledger.
+* Dependency missing (store not at the newest migration, data-plane root not a
+  writable directory, DuckDB unusable). Nothing is created; an incident is opened
+  with ``incident.opened`` and ``alert.fired``, and the deployment stays APPROVED so
+  the PA can run it again once the dependency is fixed.
 """
 
 from __future__ import annotations
 
-import shutil
-import time
+import logging
 
-import duckdb
 import sqlalchemy as sa
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 
 from keel.authz.engine import Resource
-from keel.evidence.ledger import SIGNING_PURPOSE
-from keel.evidence.signing import generate_signing_key, key_id, private_key_to_pem, public_key_pem
 from keel.identity.actor import Actor
 from keel.kernel.clock import as_utc, utcnow
 from keel.kernel.errors import Blocked, Conflict, InvalidInput, NotFound
 from keel.kernel.ids import new_id
 from keel.observability import metrics
-from keel.platform.template import DEFAULT_TEMPLATE, parse_template
-from keel.secrets import envelope
-from keel.store.engine import alembic_config
-from keel.store.tables import deployments, platform_keys, receipts, user_roles, users
+from keel.platform import parts as deploy_parts
+from keel.platform.errors import DependencyMissing, IamInvalid, TemplateMismatch
+from keel.platform.incidents import open_incident
+from keel.platform.template import DEFAULT_TEMPLATE, check_fits, parse_template
+from keel.store.tables import deployments, receipts, user_roles, users
 
-PARTS = ("control_plane", "data_plane", "shared_services")
+log = logging.getLogger("keel.platform")
 
-
-class IamInvalid(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+PARTS = deploy_parts.PARTS
 
 
-def _resource(dep_id: str, row=None) -> Resource:
+def _resource(dep_id: str, row=None, *, executing: bool = False) -> Resource:
+    """The deployment as Cedar sees it, for separation of duties.
+
+    The requester counts as the change's author when it is approved or signed off
+    (nobody approves their own request), but not when it is executed: the stories
+    have the Platform Admin both request and deploy, after someone else approved.
+    """
+    if row is None:
+        return Resource("deployment", dep_id, tenant="")
     return Resource(
         "deployment",
         dep_id,
         tenant="",
-        drafted_by=row.requested_by if row else "",
-        approved_by=frozenset([row.approved_by]) if row is not None and row.approved_by else frozenset(),
+        drafted_by="" if executing else row.requested_by,
+        approved_by=frozenset([row.approved_by]) if row.approved_by else frozenset(),
+        deployed_by=row.deployed_by or "",
     )
 
 
 def request_deployment(keel, actor: Actor, template: object | None = None) -> dict:
-    with keel.uow() as uow:
-        keel.authorize(uow, actor, "platform:Deploy", _resource("new"))
-        parsed = parse_template(template if template is not None else DEFAULT_TEMPLATE)
-        dep_id = new_id("DEP")
-        now = utcnow()
-        uow.conn.execute(
-            deployments.insert().values(
-                id=dep_id,
-                template=parsed.model_dump(),
-                status="REQUESTED",
-                parts={p: "pending" for p in PARTS},
-                requested_by=actor.user_id,
-                created_at=now,
-                updated_at=now,
+    try:
+        with keel.uow() as uow:
+            keel.authorize(uow, actor, "platform:Deploy", _resource("new"))
+            parsed = parse_template(template if template is not None else DEFAULT_TEMPLATE)
+            dep_id = new_id("DEP")
+            now = utcnow()
+            uow.conn.execute(
+                deployments.insert().values(
+                    id=dep_id,
+                    template=parsed.model_dump(),
+                    status="REQUESTED",
+                    parts={p: {"status": "pending"} for p in PARTS},
+                    requested_by=actor.user_id,
+                    created_at=now,
+                    updated_at=now,
+                )
             )
-        )
-        uow.record(
-            "infra.deployment.requested",
-            actor_id=actor.user_id,
-            tenant_id=None,
-            deployment_id=dep_id,
-            template=parsed.name,
-            template_version=parsed.version,
-        )
-        uow.commit()
+            uow.record(
+                "infra.deployment.requested",
+                actor_id=actor.user_id,
+                tenant_id=None,
+                deployment_id=dep_id,
+                template=parsed.name,
+                template_version=parsed.version,
+            )
+            uow.commit()
+    except InvalidInput as refused:
+        log.warning("deployment template refused: %s", refused.detail)
+        with keel.uow() as uow:
+            # Only the field: the offending value is the caller's input, kept out of the ledger.
+            uow.record(
+                "infra.template.rejected",
+                actor_id=actor.user_id,
+                tenant_id=None,
+                field=refused.fields.get("field"),
+            )
+            uow.commit()
+        raise
     return get_deployment(keel, actor, dep_id)
 
 
 def approve_deployment(keel, actor: Actor, dep_id: str) -> dict:
     with keel.uow() as uow:
-        row = _load(uow.conn, dep_id)
+        row = _load(uow.conn, dep_id, lock=True)
         keel.authorize(uow, actor, "platform:ApproveDeployment", _resource(dep_id, row))
         _require_status(row, "REQUESTED")
         uow.conn.execute(
@@ -93,184 +132,191 @@ def approve_deployment(keel, actor: Actor, dep_id: str) -> dict:
 
 
 def execute_deployment(keel, actor: Actor, dep_id: str) -> dict:
-    """Provision every part; on an IAM validation failure roll back and record the rollback."""
-    created_dirs: list = []
+    """Check dependencies, provision every part, validate IAM; see the module docstring for failures."""
     try:
         with keel.uow() as uow:
-            row = _load(uow.conn, dep_id)
-            keel.authorize(uow, actor, "platform:Deploy", _resource(dep_id, row))
+            row = _load(uow.conn, dep_id, lock=True)
+            keel.authorize(uow, actor, "platform:Deploy", _resource(dep_id, row, executing=True))
             _require_status(row, "APPROVED")
             if row.approved_by is None:
                 raise Blocked("the deployment has no Platform Owner approval", deployment_id=dep_id)
-            uow.on_rollback(lambda: [shutil.rmtree(d, ignore_errors=True) for d in created_dirs])
-            parts = {
-                "control_plane": _provision_control_plane(keel, uow.conn),
-                "data_plane": _provision_data_plane(keel, created_dirs),
-                "shared_services": _provision_shared_services(keel, uow),
-            }
+            template = parse_template(row.template)
+            check_fits(template, store_dialect=uow.conn.dialect.name)
+            deploy_parts.check_dependencies(keel, uow.conn)
+            parts = {name: step(keel, uow) for name, step in deploy_parts.PROVISIONING}
             _validate_iam(uow.conn, row.template)
             uow.conn.execute(
                 deployments.update()
                 .where(deployments.c.id == dep_id)
-                .values(status="DEPLOYED", parts=parts, deployed_by=actor.user_id, updated_at=utcnow())
+                .values(
+                    status="DEPLOYED",
+                    parts=parts,
+                    deployed_by=actor.user_id,
+                    failure=None,
+                    updated_at=utcnow(),
+                )
             )
             uow.record(
                 "infra.deployed", actor_id=actor.user_id, tenant_id=None, deployment_id=dep_id, parts=parts
             )
             keel.ledger.sign_current_head(uow.conn)
             uow.commit()
+    except TemplateMismatch as mismatch:
+        _fail(keel, actor, dep_id, mismatch)
+        mismatch.fields.update(deployment_id=dep_id, deployment_status="FAILED")
+        raise
+    except DependencyMissing as missing:
+        missing.fields.update(deployment_id=dep_id, incident_id=_alert(keel, actor, dep_id, missing))
+        raise
     except IamInvalid as failure:
-        _record_rollback(keel, actor, dep_id, failure.reason)
-        raise Blocked(
-            f"IAM validation failed, deployment rolled back: {failure.reason}",
-            deployment_id=dep_id,
-            status="ROLLED_BACK",
-        ) from None
+        with keel.uow() as uow:
+            row = _load(uow.conn, dep_id, lock=True)
+            _require_status(row, "APPROVED")
+            _roll_back(keel, uow, actor, row, failure.reason, tear_down=False)
+            uow.commit()
+        failure.fields.update(deployment_id=dep_id, deployment_status="ROLLED_BACK")
+        raise
     return get_deployment(keel, actor, dep_id)
 
 
 def validate_deployment(keel, actor: Actor, dep_id: str) -> dict:
     """SA's IAM/network sign-off: the deployment becomes VALIDATED and its receipt is issued."""
-    with keel.uow() as uow:
-        row = _load(uow.conn, dep_id)
-        keel.authorize(uow, actor, "platform:ValidateDeployment", _resource(dep_id, row))
-        _require_status(row, "DEPLOYED")
-        _validate_iam(uow.conn, row.template)
-        checks = {
-            "iam": "PASS",
-            "network": row.template["iam"]["network"],
-            "signing_key": _has_signing_key(uow.conn),
-        }
-        if not checks["signing_key"]:
-            raise Blocked("the evidence signing key is missing", deployment_id=dep_id)
-        uow.conn.execute(
-            deployments.update()
-            .where(deployments.c.id == dep_id)
-            .values(status="VALIDATED", validated_by=actor.user_id, updated_at=utcnow())
-        )
-        receipt = {
-            "deployment_id": dep_id,
-            **{part: "provisioned" for part in PARTS},
-            "validated_by": actor.user_id,
-            "approved_by": row.approved_by,
-            "deployed_by": row.deployed_by,
-            "status": "SUCCESS",
-            "timestamp": utcnow().isoformat(),
-        }
-        uow.conn.execute(
-            receipts.insert().values(
-                id=new_id("RCP"),
-                kind="deployment",
-                tenant_id=None,
-                subject_id=dep_id,
-                body=receipt,
-                created_at=utcnow(),
+    try:
+        with keel.uow() as uow:
+            row = _load(uow.conn, dep_id, lock=True)
+            keel.authorize(uow, actor, "platform:ValidateDeployment", _resource(dep_id, row))
+            _require_status(row, "DEPLOYED")
+            _validate_iam(uow.conn, row.template)
+            if not deploy_parts.has_signing_key(uow.conn):
+                raise Blocked("the evidence signing key is missing", deployment_id=dep_id)
+            checks = {"iam": "PASS", "network": row.template["iam"]["network"], "signing_key": True}
+            now = utcnow()
+            uow.conn.execute(
+                deployments.update()
+                .where(deployments.c.id == dep_id)
+                .values(status="VALIDATED", validated_by=actor.user_id, updated_at=now)
             )
-        )
-        uow.record(
-            "infra.validated", actor_id=actor.user_id, tenant_id=None, deployment_id=dep_id, checks=checks
-        )
-        metrics.outcome(uow.conn, "deployment_success_rate", True)
-        uow.commit()
+            receipt = {
+                "deployment_id": dep_id,
+                **{part: row.parts[part]["status"] for part in PARTS},
+                "validated_by": actor.user_id,
+                "approved_by": row.approved_by,
+                "deployed_by": row.deployed_by,
+                "status": "SUCCESS",
+                "timestamp": now.isoformat(),
+            }
+            uow.conn.execute(
+                receipts.insert().values(
+                    id=new_id("RCP"),
+                    kind="deployment",
+                    tenant_id=None,
+                    subject_id=dep_id,
+                    body=receipt,
+                    created_at=now,
+                )
+            )
+            uow.record(
+                "infra.validated", actor_id=actor.user_id, tenant_id=None, deployment_id=dep_id, checks=checks
+            )
+            metrics.outcome(uow.conn, "deployment_success_rate", True)
+            uow.commit()
+    except IamInvalid as failure:
+        with keel.uow() as uow:
+            row = _load(uow.conn, dep_id, lock=True)
+            _require_status(row, "DEPLOYED")
+            _roll_back(keel, uow, actor, row, failure.reason, tear_down=True)
+            uow.commit()
+        failure.fields.update(deployment_id=dep_id, deployment_status="ROLLED_BACK")
+        raise
     return get_deployment(keel, actor, dep_id)
 
 
 def reject_deployment(keel, actor: Actor, dep_id: str, reason: str) -> dict:
-    """SA refuses the IAM/network sign-off: everything the deployment created is rolled back."""
+    """SA refuses the IAM/network sign-off: the deployment is rolled back."""
     if not reason.strip():
         raise InvalidInput("reason", "a rejection needs a reason")
     with keel.uow() as uow:
-        row = _load(uow.conn, dep_id)
+        row = _load(uow.conn, dep_id, lock=True)
         keel.authorize(uow, actor, "platform:ValidateDeployment", _resource(dep_id, row))
         _require_status(row, "DEPLOYED")
-    _record_rollback(keel, actor, dep_id, f"rejected by the Security Admin: {reason}", tear_down=True)
+        _roll_back(keel, uow, actor, row, f"rejected by the Security Admin: {reason}", tear_down=True)
+        uow.commit()
     return get_deployment(keel, actor, dep_id)
 
 
-def _record_rollback(keel, actor: Actor, dep_id: str, reason: str, tear_down: bool = False) -> None:
+# Failure handling -----------------------------------------------------------------------------
+def _roll_back(keel, uow, actor: Actor, row, reason: str, *, tear_down: bool) -> None:
+    """Mark ``row`` ROLLED_BACK in ``uow``; with ``tear_down`` also remove what it made, after commit."""
+    removed = deploy_parts.removable(keel, row.parts) if tear_down else {}
+    retained = []
+    if tear_down and (row.parts.get("shared_services") or {}).get("evidence_signing_key") == "created":
+        retained.append("shared_services.evidence_signing_key")
+    parts = {p: {**(row.parts.get(p) or {}), "status": "rolled_back"} for p in PARTS}
+    uow.conn.execute(
+        deployments.update()
+        .where(deployments.c.id == row.id)
+        .values(status="ROLLED_BACK", failure=reason, updated_at=utcnow(), parts=parts)
+    )
+    uow.record(
+        "infra.rolled_back",
+        actor_id=actor.user_id,
+        tenant_id=None,
+        deployment_id=row.id,
+        reason=reason,
+        removed=sorted(removed),
+        retained=retained,
+    )
+    metrics.record(uow.conn, "rollback_count", 1)
+    metrics.outcome(uow.conn, "deployment_success_rate", False)
+    if removed:
+        uow.after_commit(lambda: deploy_parts.remove(removed))
+    log.warning("deployment %s rolled back: %s", row.id, reason)
+
+
+def _fail(keel, actor: Actor, dep_id: str, error: TemplateMismatch) -> None:
     with keel.uow() as uow:
-        if tear_down:
-            _tear_down(keel, uow.conn)
+        row = _load(uow.conn, dep_id, lock=True)
+        _require_status(row, "APPROVED")
         uow.conn.execute(
             deployments.update()
             .where(deployments.c.id == dep_id)
             .values(
-                status="ROLLED_BACK",
-                failure=reason,
+                status="FAILED",
+                failure=error.detail,
                 updated_at=utcnow(),
-                parts={p: "rolled_back" for p in PARTS},
+                parts={p: {"status": "not_provisioned"} for p in PARTS},
             )
         )
         uow.record(
-            "infra.rolled_back", actor_id=actor.user_id, tenant_id=None, deployment_id=dep_id, reason=reason
+            "infra.deployment.failed",
+            actor_id=actor.user_id,
+            tenant_id=None,
+            deployment_id=dep_id,
+            field=error.fields.get("field"),
         )
-        metrics.record(uow.conn, "rollback_count", 1)
         metrics.outcome(uow.conn, "deployment_success_rate", False)
         uow.commit()
+    log.warning("deployment %s failed: %s", dep_id, error.detail)
 
 
-def _tear_down(keel, conn) -> None:
-    conn.execute(platform_keys.delete().where(platform_keys.c.purpose == SIGNING_PURPOSE))
-    root = keel.dataplanes.root
-    if root.exists() and not any(root.iterdir()):
-        root.rmdir()
-
-
-# Parts ------------------------------------------------------------------------------------
-def _provision_control_plane(keel, conn) -> dict:
-    current = MigrationContext.configure(conn).get_current_revision()
-    head = ScriptDirectory.from_config(alembic_config(keel.engine)).get_current_head()
-    if current != head:
-        raise Blocked("the control-plane store is not at the newest migration", current=current, head=head)
-    started = time.perf_counter()
-    conn.execute(sa.select(sa.func.count()).select_from(deployments)).scalar()
-    return {
-        "status": "provisioned",
-        "dialect": conn.dialect.name,
-        "schema_revision": head,
-        "probe_ms": round((time.perf_counter() - started) * 1000, 3),
-    }
-
-
-def _provision_data_plane(keel, created_dirs: list) -> dict:
-    root = keel.dataplanes.root
-    if not root.exists():
-        root.mkdir(parents=True, mode=0o700)
-        created_dirs.append(root)
-    with duckdb.connect(":memory:") as con:
-        version = con.execute("SELECT version()").fetchone()[0]
-    return {"status": "provisioned", "engine": "duckdb", "engine_version": version}
-
-
-def _provision_shared_services(keel, uow) -> dict:
-    probe = envelope.new_key()
-    if envelope.decrypt(probe, envelope.encrypt(probe, b"p", "p"), "p") != b"p":
-        raise Blocked("the secrets service failed its round trip")
-    evidence = "existing"
-    if not _has_signing_key(uow.conn):
-        key = generate_signing_key()
-        kid = key_id(key.public_key())
-        keel.keyring.store_platform_key(
-            uow.conn, kid, SIGNING_PURPOSE, private_key_to_pem(key), public_key_pem(key)
+def _alert(keel, actor: Actor, dep_id: str, missing: DependencyMissing) -> str:
+    with keel.uow() as uow:
+        uow.conn.execute(
+            deployments.update()
+            .where(deployments.c.id == dep_id)
+            .values(failure=missing.detail, updated_at=utcnow())
         )
-        evidence = "created"
-    return {
-        "status": "provisioned",
-        "secrets": "envelope-aes-256-gcm",
-        "evidence_signing_key": evidence,
-        "monitoring": "prometheus",
-    }
-
-
-def _has_signing_key(conn) -> bool:
-    return (
-        conn.execute(
-            sa.select(platform_keys.c.key_id).where(
-                platform_keys.c.purpose == SIGNING_PURPOSE, platform_keys.c.active
-            )
-        ).first()
-        is not None
-    )
+        incident_id = open_incident(
+            uow,
+            actor,
+            kind="dependency.missing",
+            summary=f"deployment {dep_id} cannot run: {missing.detail}",
+            details={"deployment_id": dep_id, "dependency": missing.dependency},
+        )
+        metrics.outcome(uow.conn, "deployment_success_rate", False)
+        uow.commit()
+    log.error("deployment %s: %s (incident %s)", dep_id, missing.detail, incident_id)
+    return incident_id
 
 
 def _validate_iam(conn, template: dict) -> None:
@@ -282,12 +328,15 @@ def _validate_iam(conn, template: dict) -> None:
             .limit(1)
         ).first()
         if holder is None:
-            raise IamInvalid(f"no active user holds the required role {role}")
+            raise IamInvalid(f"no active user holds the required role {role}", role=role)
 
 
 # Reading ----------------------------------------------------------------------------------
-def _load(conn, dep_id: str):
-    row = conn.execute(sa.select(deployments).where(deployments.c.id == dep_id)).first()
+def _load(conn, dep_id: str, *, lock: bool = False):
+    query = sa.select(deployments).where(deployments.c.id == dep_id)
+    if lock and conn.dialect.name != "sqlite":  # SQLite units of work are BEGIN IMMEDIATE already
+        query = query.with_for_update()
+    row = conn.execute(query).first()
     if row is None:
         raise NotFound("deployment", dep_id)
     return row
@@ -296,7 +345,9 @@ def _load(conn, dep_id: str):
 def _require_status(row, status: str) -> None:
     if row.status != status:
         raise Conflict(
-            f"deployment is {row.status}, expected {status}", deployment_id=row.id, status=row.status
+            f"deployment is {row.status}, expected {status}",
+            deployment_id=row.id,
+            deployment_status=row.status,
         )
 
 
@@ -327,11 +378,14 @@ def get_deployment(keel, actor: Actor, dep_id: str) -> dict:
         return view
 
 
-def list_deployments(keel, actor: Actor) -> list[dict]:
+def list_deployments(keel, actor: Actor, *, after: str | None = None, limit: int = 100) -> list[dict]:
+    """Deployments by id (ids start with their date); ``after`` is the last id already seen."""
     with keel.uow() as uow:
         keel.authorize(uow, actor, "platform:Read", _resource("*"))
-        rows = uow.conn.execute(sa.select(deployments).order_by(deployments.c.created_at))
-        return [deployment_view(r) for r in rows]
+        query = sa.select(deployments).order_by(deployments.c.id).limit(limit)
+        if after is not None:
+            query = query.where(deployments.c.id > after)
+        return [deployment_view(r) for r in uow.conn.execute(query)]
 
 
 def platform_deployed(conn) -> bool:

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from keel.identity.personas import Persona
 from keel.kernel.errors import InvalidInput
+from keel.platform.errors import TemplateMismatch
 
 
 class _Strict(BaseModel):
@@ -15,7 +16,8 @@ class _Strict(BaseModel):
 
 
 class ControlPlane(_Strict):
-    store: Literal["embedded", "postgresql"] = "embedded"
+    # None: whatever store this installation runs on. A named store must be the one in use.
+    store: Literal["embedded", "postgresql"] | None = None
 
 
 class DataPlane(_Strict):
@@ -46,6 +48,9 @@ class DeploymentTemplate(_Strict):
 
 DEFAULT_TEMPLATE = {"name": "keel-embedded", "version": "1"}
 
+# The control-plane store a template names, by SQLAlchemy dialect of the running store.
+STORE_OF_DIALECT = {"sqlite": "embedded", "postgresql": "postgresql"}
+
 
 def parse_template(raw: object) -> DeploymentTemplate:
     """Validate a template; the first error names its field path."""
@@ -60,3 +65,15 @@ def parse_template(raw: object) -> DeploymentTemplate:
         if role not in provider:
             raise InvalidInput("template.iam.required_roles", f"'{role}' is not a provider role")
     return template
+
+
+def check_fits(template: DeploymentTemplate, *, store_dialect: str) -> None:
+    """Raise ``TemplateMismatch`` naming the field when the template does not describe this
+    installation (checked when the deployment runs: the job fails, nothing is created)."""
+    running = STORE_OF_DIALECT.get(store_dialect, store_dialect)
+    declared = template.control_plane.store
+    if declared is not None and declared != running:
+        raise TemplateMismatch(
+            "template.control_plane.store",
+            f"the template deploys a '{declared}' control plane but this installation runs '{running}'",
+        )

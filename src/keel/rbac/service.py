@@ -1,9 +1,11 @@
 """Story 00d: SA defines an RBAC bundle, PA applies it to both planes, CO reviews it.
 
 A bundle that breaks separation of duties or grants more than the matrix allows
-is rejected with the exact rule it breaks, and the rejection is evidenced. A
-review that finds excess rights rejects an applied bundle and restores the
-previously reviewed policy set. Break-glass: a time-boxed elevation for one
+is rejected with every rule it breaks (``rule`` names the first, ``violations``
+all), evidenced as ``rbac.rejected``, and nothing is stored. A review that finds
+excess rights rejects an applied bundle, is evidenced as ``rbac.reviewed``
+(compliance_check=FAIL) and ``rbac.rejected``, and restores the previously
+reviewed policy set. Break-glass: a time-boxed elevation for one
 tenant, only with a ticket approved by someone else, expiring by itself.
 """
 
@@ -14,19 +16,29 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from keel.authz.actions import ACTIONS
-from keel.authz.bundles import baseline_bundle, parse_bundle, policies_for_bundle, validate_bundle
+from keel.authz.bundles import (
+    baseline_bundle,
+    lockout_violations,
+    parse_bundle,
+    policies_for_bundle,
+    validate_bundle,
+)
 from keel.authz.engine import PolicyEngine, Resource
 from keel.identity.actor import Actor
 from keel.kernel.clock import as_utc, utcnow
 from keel.kernel.errors import Blocked, Conflict, InvalidInput, NotFound
 from keel.kernel.ids import new_id
 from keel.observability import metrics
-from keel.store.tables import break_glass_grants, rbac_bundles, receipts, requests
+from keel.rbac.authorizer import ACTIVE_STATUSES
+from keel.store.tables import break_glass_grants, rbac_bundles, receipts, requests, tenants
+
+NAME_MAX = 100  # rbac_bundles.name
 
 
 class BundleRejected(Blocked):
     code = "bundle_rejected"
     title = "RBAC bundle rejected"
+    violations: tuple = ()  # the Violation objects; set by _rejected
 
 
 def _violations_payload(violations) -> list[dict]:
@@ -49,52 +61,74 @@ def _bundle_resource(row=None, bundle_id: str = "new") -> Resource:
 
 def define_bundle(keel, actor: Actor, document: dict | None = None) -> dict:
     """SA defines roles and permissions. ``None`` defines the baseline generated from the matrix."""
-    document = (baseline_bundle() if document is None else parse_bundle(document)).model_dump(mode="json")
     with keel.uow() as uow:
+        # Authorized before the document is read: a caller without the right learns nothing.
         keel.authorize(uow, actor, "rbac:Define", _bundle_resource())
-        violations = validate_bundle(document)
+    bundle = baseline_bundle() if document is None else _parse(document)
+    if len(bundle.name) > NAME_MAX:
+        raise InvalidInput("bundle.name", f"must be at most {NAME_MAX} characters")
+    document = bundle.model_dump(mode="json")
+    violations = validate_bundle(document)
     if violations:
         _record_rejection(keel, actor, document, violations, stage="define")
-        first = violations[0]
-        raise BundleRejected(
-            f"bundle breaks rule {first.rule}: {first.detail}",
-            rule=first.rule,
-            role=first.role,
-            violations=_violations_payload(violations),
-        )
+        raise _rejected(violations)
     name = document["name"]
-    with keel.uow() as uow:
-        version = (
+    try:
+        with keel.uow() as uow:
+            version = (
+                uow.conn.execute(
+                    sa.select(sa.func.max(rbac_bundles.c.version)).where(rbac_bundles.c.name == name)
+                ).scalar()
+                or 0
+            ) + 1
+            bundle_id = new_id("RBAC")
             uow.conn.execute(
-                sa.select(sa.func.max(rbac_bundles.c.version)).where(rbac_bundles.c.name == name)
-            ).scalar()
-            or 0
-        ) + 1
-        bundle_id = new_id("RBAC")
-        uow.conn.execute(
-            rbac_bundles.insert().values(
-                id=bundle_id,
+                rbac_bundles.insert().values(
+                    id=bundle_id,
+                    name=name,
+                    version=version,
+                    document=document,
+                    policies=policies_for_bundle(document),
+                    status="DEFINED",
+                    findings=[],
+                    defined_by=actor.user_id,
+                    created_at=utcnow(),
+                )
+            )
+            uow.record(
+                "rbac.defined",
+                actor_id=actor.user_id,
+                tenant_id=None,
+                bundle_id=bundle_id,
                 name=name,
                 version=version,
-                document=document,
-                policies=policies_for_bundle(document),
-                status="DEFINED",
-                findings=[],
-                defined_by=actor.user_id,
-                created_at=utcnow(),
+                roles=sorted(r["role"] for r in document["roles"]),
             )
-        )
-        uow.record(
-            "rbac.defined",
-            actor_id=actor.user_id,
-            tenant_id=None,
-            bundle_id=bundle_id,
-            name=name,
-            version=version,
-            roles=sorted(r["role"] for r in document["roles"]),
-        )
-        uow.commit()
+            uow.commit()
+    except sa.exc.IntegrityError:  # a concurrent definition took this version number
+        raise Conflict(f"bundle '{name}' was defined concurrently; define it again", name=name) from None
     return get_bundle(keel, actor, bundle_id)
+
+
+def _parse(document: dict):
+    """The bundle document, or ``InvalidInput`` naming the field from the request body down."""
+    try:
+        return parse_bundle(document)
+    except InvalidInput as invalid:
+        field = invalid.fields["field"]
+        raise InvalidInput(f"bundle.{field}", invalid.detail.removeprefix(f"{field}: ")) from None
+
+
+def _rejected(violations) -> BundleRejected:
+    first = violations[0]
+    rejected = BundleRejected(
+        f"bundle breaks rule {first.rule}: {first.detail}",
+        rule=first.rule,
+        role=first.role,
+        violations=_violations_payload(violations),
+    )
+    rejected.violations = violations
+    return rejected
 
 
 def _record_rejection(
@@ -117,51 +151,59 @@ def _record_rejection(
 
 def apply_bundle(keel, actor: Actor, bundle_id: str) -> dict:
     """PA applies a defined bundle to both planes: it becomes the policy set in force."""
-    with keel.uow() as uow:
-        row = _load(uow.conn, bundle_id)
-        keel.authorize(uow, actor, "rbac:Apply", _bundle_resource(row))
-        if row.status != "DEFINED":
-            raise Conflict(f"bundle is {row.status}, expected DEFINED", bundle_id=bundle_id)
-        violations = validate_bundle(row.document)  # re-checked: the rules may be stricter than at definition
-    if violations:
-        _record_rejection(keel, actor, row.document, violations, stage="apply", bundle_id=bundle_id)
-        raise BundleRejected(
-            f"bundle breaks rule {violations[0].rule}: {violations[0].detail}",
-            rule=violations[0].rule,
-            violations=_violations_payload(violations),
-        )
-    PolicyEngine(row.policies)  # compiles, or raises before anything changes
-    with keel.uow() as uow:
-        now = utcnow()
-        uow.conn.execute(
-            rbac_bundles.update()
-            .where(rbac_bundles.c.status.in_(("APPLIED", "REVIEWED")))
-            .values(status="SUPERSEDED")
-        )
-        uow.conn.execute(
-            rbac_bundles.update()
-            .where(rbac_bundles.c.id == bundle_id)
-            .values(status="APPLIED", applied_by=actor.user_id, applied_at=now)
-        )
-        planes = {"control_plane": "applied", "data_plane": "applied"}
-        uow.record("rbac.applied", actor_id=actor.user_id, tenant_id=None, bundle_id=bundle_id, **planes)
-        metrics.outcome(uow.conn, "policy_application_success_rate", True)
-        uow.commit()
+    try:
+        with keel.uow() as uow:
+            row = _load(uow.conn, bundle_id, lock=True)
+            keel.authorize(uow, actor, "rbac:Apply", _bundle_resource(row))
+            if row.status != "DEFINED":
+                raise Conflict(f"bundle is {row.status}, expected DEFINED", bundle_id=bundle_id)
+            # Re-checked (the rules may be stricter now), plus: would putting it in force lock RBAC out?
+            violations = validate_bundle(row.document) + lockout_violations(row.document)
+            if violations:
+                raise _rejected(violations)
+            PolicyEngine(row.policies)  # compiles, or raises before anything changes
+            now = utcnow()
+            uow.conn.execute(
+                rbac_bundles.update()
+                .where(rbac_bundles.c.status.in_(ACTIVE_STATUSES))
+                .values(status="SUPERSEDED")
+            )
+            uow.conn.execute(
+                rbac_bundles.update()
+                .where(rbac_bundles.c.id == bundle_id)
+                .values(status="APPLIED", applied_by=actor.user_id, applied_at=now)
+            )
+            planes = {"control_plane": "applied", "data_plane": "applied"}
+            uow.record("rbac.applied", actor_id=actor.user_id, tenant_id=None, bundle_id=bundle_id, **planes)
+            metrics.outcome(uow.conn, "policy_application_success_rate", True)
+            uow.commit()
+    except BundleRejected as rejected:
+        _record_rejection(keel, actor, row.document, rejected.violations, stage="apply", bundle_id=bundle_id)
+        raise
     return get_bundle(keel, actor, bundle_id)
 
 
 def review_bundle(
     keel, actor: Actor, bundle_id: str, *, approve: bool, findings: list[dict] | None = None
 ) -> dict:
-    """CO reviews an applied bundle. Rejecting names the excess rights and restores the previous set."""
+    """CO reviews an applied bundle. Rejecting names the excess rights and restores the previous set.
+
+    A rejection must say what is wrong (at least one finding); an approval lists none.
+    Rules broken by the bundle itself (when the rules became stricter since it was
+    applied) are found automatically and reject it whatever the reviewer decided.
+    """
     findings = findings or []
     with keel.uow() as uow:
-        row = _load(uow.conn, bundle_id)
+        row = _load(uow.conn, bundle_id, lock=True)
         keel.authorize(uow, actor, "rbac:Review", _bundle_resource(row))
         if row.status != "APPLIED":
             raise Conflict(f"bundle is {row.status}, expected APPLIED", bundle_id=bundle_id)
+        if approve and findings:
+            raise InvalidInput("findings", "an approving review lists no findings; reject the bundle instead")
+        if not approve and not findings:
+            raise InvalidInput("findings", "a rejecting review names at least one finding")
         automatic = _violations_payload(validate_bundle(row.document))
-        all_findings = automatic + [_finding(f) for f in findings]
+        all_findings = automatic + [_finding(f, row.document) for f in findings]
         passed = approve and not all_findings
         now = utcnow()
         status = "REVIEWED" if passed else "REJECTED"
@@ -183,6 +225,16 @@ def review_bundle(
                     rbac_bundles.update().where(rbac_bundles.c.id == restored).values(status="REVIEWED")
                 )
             metrics.record(uow.conn, "permission_violation_count", max(1, len(all_findings)))
+            uow.record(
+                "rbac.rejected",
+                actor_id=actor.user_id,
+                tenant_id=None,
+                stage="review",
+                bundle_id=bundle_id,
+                name=row.name,
+                violations=all_findings,
+                restored=restored,
+            )
         receipt = {
             "bundle_id": bundle_id,
             "roles": [
@@ -219,14 +271,26 @@ def review_bundle(
     return get_bundle(keel, actor, bundle_id)
 
 
-def _finding(raw: dict) -> dict:
+def _finding(raw: dict, document: dict) -> dict:
+    """A reviewer's finding: which role holds which right it should not, and why."""
     if not isinstance(raw, dict) or not isinstance(raw.get("detail"), str) or not raw["detail"].strip():
         raise InvalidInput("findings", "each finding needs a non-empty 'detail'")
+    unknown = sorted(set(raw) - {"rule", "role", "permission", "detail"})
+    if unknown:
+        raise InvalidInput("findings", f"unknown finding fields {unknown}")
     rule = raw.get("rule", "excess-permission")
+    if not isinstance(rule, str) or not rule.strip() or len(rule) > 80:
+        raise InvalidInput("findings.rule", "must be a rule id of 1 to 80 characters")
+    held = {r["role"]: set(r["permissions"]) for r in document["roles"]}
     role = raw.get("role", "")
+    if role and role not in held:
+        raise InvalidInput("findings.role", f"the bundle has no role '{role}'")
     permission = raw.get("permission")
-    if permission is not None and permission not in ACTIONS:
-        raise InvalidInput("findings.permission", f"unknown action '{permission}'")
+    if permission is not None:
+        if permission not in ACTIONS:
+            raise InvalidInput("findings.permission", f"unknown action '{permission}'")
+        if role and permission not in held[role]:
+            raise InvalidInput("findings.permission", f"role '{role}' does not hold '{permission}'")
     return {
         "rule": rule,
         "role": role,
@@ -235,8 +299,11 @@ def _finding(raw: dict) -> dict:
     }
 
 
-def _load(conn, bundle_id: str):
-    row = conn.execute(sa.select(rbac_bundles).where(rbac_bundles.c.id == bundle_id)).first()
+def _load(conn, bundle_id: str, *, lock: bool = False):
+    query = sa.select(rbac_bundles).where(rbac_bundles.c.id == bundle_id)
+    if lock and conn.dialect.name != "sqlite":  # SQLite units of work are BEGIN IMMEDIATE already
+        query = query.with_for_update()
+    row = conn.execute(query).first()
     if row is None:
         raise NotFound("rbac bundle", bundle_id)
     return row
@@ -267,11 +334,14 @@ def get_bundle(keel, actor: Actor, bundle_id: str) -> dict:
         return bundle_view(uow.conn, _load(uow.conn, bundle_id))
 
 
-def list_bundles(keel, actor: Actor) -> list[dict]:
+def list_bundles(keel, actor: Actor, *, after: str | None = None, limit: int = 100) -> list[dict]:
+    """Bundles by id (ids start with their date); ``after`` is the last id already seen."""
     with keel.uow() as uow:
         keel.authorize(uow, actor, "rbac:Read", _bundle_resource(bundle_id="*"))
-        rows = uow.conn.execute(sa.select(rbac_bundles).order_by(rbac_bundles.c.created_at))
-        return [bundle_view(uow.conn, r) for r in rows]
+        query = sa.select(rbac_bundles).order_by(rbac_bundles.c.id).limit(limit)
+        if after is not None:
+            query = query.where(rbac_bundles.c.id > after)
+        return [bundle_view(uow.conn, r) for r in uow.conn.execute(query)]
 
 
 def active_policy(keel, actor: Actor) -> dict:
@@ -298,7 +368,13 @@ def request_break_glass(
             eligible = sorted(a.name for a in ACTIONS.values() if a.break_glass)
             raise InvalidInput("actions", f"'{action}' is not break-glass eligible; eligible: {eligible}")
     with keel.uow() as uow:
-        keel.authorize(uow, actor, "breakglass:Request", Resource("breakglass", "new", tenant=""))
+        # Scoped to the ticket's tenant: a tenant user can ask only for its own tenant.
+        keel.authorize(uow, actor, "breakglass:Request", Resource("breakglass", "new", tenant=tenant_id))
+        status = uow.conn.execute(sa.select(tenants.c.status).where(tenants.c.id == tenant_id)).scalar()
+        if status is None:
+            raise NotFound("tenant", tenant_id)
+        if status != "ACTIVE":
+            raise Conflict(f"tenant is {status}: break-glass needs an ACTIVE tenant", tenant_status=status)
         ticket_id = new_id("BG")
         uow.conn.execute(
             requests.insert().values(
@@ -333,19 +409,27 @@ def request_break_glass(
 def approve_break_glass(keel, actor: Actor, ticket_id: str) -> dict:
     """Approving the ticket opens the elevation window now; it closes by itself when it expires."""
     with keel.uow() as uow:
-        ticket = uow.conn.execute(
-            sa.select(requests).where(requests.c.id == ticket_id, requests.c.kind == "break_glass")
-        ).first()
+        query = sa.select(requests).where(requests.c.id == ticket_id, requests.c.kind == "break_glass")
+        if uow.conn.dialect.name != "sqlite":  # SQLite units of work are BEGIN IMMEDIATE already
+            query = query.with_for_update()
+        ticket = uow.conn.execute(query).first()
         if ticket is None:
             raise NotFound("break-glass ticket", ticket_id)
         keel.authorize(
             uow,
             actor,
             "breakglass:Approve",
-            Resource("breakglass", ticket_id, tenant="", drafted_by=ticket.requested_by),
+            Resource("breakglass", ticket_id, tenant=ticket.tenant_id, drafted_by=ticket.requested_by),
         )
         if ticket.status != "PENDING":
             raise Conflict(f"ticket is {ticket.status}, expected PENDING", ticket_id=ticket_id)
+        tenant_status = uow.conn.execute(
+            sa.select(tenants.c.status).where(tenants.c.id == ticket.tenant_id)
+        ).scalar()
+        if tenant_status != "ACTIVE":
+            raise Conflict(
+                f"tenant is {tenant_status}: break-glass needs an ACTIVE tenant", tenant_status=tenant_status
+            )
         now = utcnow()
         expires = now + timedelta(minutes=ticket.body["minutes"])
         grant_id = new_id("BGG")

@@ -117,6 +117,18 @@ class KeyRing:
     def _aad(tenant_id: str, name: str, version: int) -> str:
         return f"secret:{tenant_id}:{name}:{version}"
 
+    def check_master_key(self, conn: Connection) -> None:
+        """Fail at start, not later, when the master key is not the one that wrapped the stored keys."""
+        row = conn.execute(sa.select(platform_keys).where(platform_keys.c.active).limit(1)).first()
+        if row is None:
+            return
+        try:
+            envelope.decrypt(self._master, row.private_ciphertext, f"platform-key:{row.key_id}")
+        except IntegrityError:
+            raise InvalidInput(
+                "KEEL_MASTER_KEY", "does not match the key that wrapped the stored keys of this Keel home"
+            ) from None
+
     # Platform keys (ledger signing key) ---------------------------------------------------
     def store_platform_key(
         self, conn: Connection, key_id: str, purpose: str, private_pem: bytes, public_pem: str

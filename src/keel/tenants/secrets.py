@@ -5,6 +5,7 @@ from __future__ import annotations
 from keel.authz.engine import Resource
 from keel.identity.actor import Actor
 from keel.kernel.clock import as_utc
+from keel.kernel.errors import Conflict
 from keel.tenants.service import _load
 
 
@@ -12,8 +13,6 @@ def put_secret(keel, actor: Actor, tenant_id: str, name: str, value: str) -> dic
     with keel.uow() as uow:
         keel.authorize(uow, actor, "connector:SetCredentials", Resource("secret", name, tenant=tenant_id))
         if _load(uow.conn, tenant_id).status != "ACTIVE":
-            from keel.kernel.errors import Conflict
-
             raise Conflict("secrets can be stored only for an ACTIVE tenant", tenant_id=tenant_id)
         meta = keel.keyring.put_secret(uow.conn, tenant_id, name, value, actor.user_id)
         uow.record(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from keel.accounts.service import insert_user, issue_invitation, revoke_tenant_access
+from keel.accounts.service import EMAIL, OUTSIDE, insert_user, issue_invitation, revoke_tenant_access
 from keel.authz.engine import Principal, Resource
 from keel.identity.actor import Actor
 from keel.kernel.clock import as_utc, utcnow
@@ -26,9 +26,19 @@ from keel.kernel.ids import new_id
 from keel.observability import metrics
 from keel.platform.service import require_deployed
 from keel.store.tables import archives, incidents, receipts, requests, tenant_keys, tenants, users
+from keel.tenants.errors import AllocationFailed
 
 SLUG = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
 REGION = re.compile(r"^[a-z0-9-]{1,40}$")
+
+
+# What provisioning allocates for a tenant (story 01b), as shown in events and receipts.
+INFRA = {
+    "compute": "provisioned",
+    "storage": "provisioned",
+    "network": "provisioned",
+    "monitoring": "enabled",
+}
 
 
 def _platform(tenant_id: str = "*") -> Resource:
@@ -47,8 +57,13 @@ def provision_tenant(
     region: str = "local",
     storage_quota_mb: int | None = None,
 ) -> dict:
+    """PA creates a tenant: identity, its own data plane and data key, an invited admin.
+
+    Everything happens in one unit of work: any failure part-way rolls the store back
+    and removes the files made so far. Quota and allocation failures are evidenced.
+    """
     quota = storage_quota_mb or keel.settings.tenant_storage_quota_mb
-    _check_new_tenant(slug, name, region, quota)
+    _check_new_tenant(slug, name, admin_email, region, quota)
     started = utcnow()
     try:
         with keel.uow() as uow:
@@ -74,15 +89,12 @@ def provision_tenant(
             uow.on_rollback(lambda: keel.dataplanes.destroy(tenant_id))
             path = keel.dataplanes.provision(tenant_id)
             uow.conn.execute(tenants.update().where(tenants.c.id == tenant_id).values(data_path=str(path)))
-            admin_id = insert_user(
-                uow.conn, email=admin_email, display_name=admin_name, tenant_id=tenant_id, roles=["TA"]
-            )
-            infra = {
-                "compute": "provisioned",
-                "storage": "provisioned",
-                "network": "provisioned",
-                "monitoring": "enabled",
-            }
+            try:
+                admin_id = insert_user(
+                    uow.conn, email=admin_email, display_name=admin_name, tenant_id=tenant_id, roles=["TA"]
+                )
+            except Conflict as taken:
+                raise Conflict(str(taken.detail), field="admin_email") from None
             uow.record(
                 "tenant.created",
                 actor_id=actor.user_id,
@@ -95,21 +107,35 @@ def provision_tenant(
                 "infra.tenant.provisioned",
                 actor_id=actor.user_id,
                 tenant_id=tenant_id,
-                **infra,
+                **INFRA,
                 storage_quota_mb=quota,
             )
             uow.commit()
     except QuotaExceeded as blocked:
         _record_blocked(keel, actor, slug, blocked)
         raise
+    except AllocationFailed as failed:
+        _open_incident(
+            keel,
+            actor,
+            None,
+            "tenant.allocation.failed",
+            f"provisioning of tenant '{slug}' failed: {failed.detail}; nothing was kept",
+            outcome="provisioning_success_rate",
+            slug=slug,
+            resource=failed.fields.get("resource"),
+        )
+        raise
     return get_tenant(keel, actor, tenant_id)
 
 
-def _check_new_tenant(slug: str, name: str, region: str, quota: int) -> None:
+def _check_new_tenant(slug: str, name: str, admin_email: str, region: str, quota: int) -> None:
     if not isinstance(slug, str) or not SLUG.match(slug):
         raise InvalidInput("slug", "must be 3-63 lower-case letters, digits or '-', starting with a letter")
     if not name.strip() or len(name) > 200:
         raise InvalidInput("name", "must be 1 to 200 characters")
+    if not EMAIL.match(admin_email.strip().lower()):
+        raise InvalidInput("admin_email", "is not a valid e-mail address")
     if not REGION.match(region):
         raise InvalidInput("region", "must be 1-40 lower-case letters, digits or '-'")
     if not isinstance(quota, int) or quota < 1:
@@ -175,10 +201,10 @@ def isolation_checks(keel, conn, tenant_id: str) -> dict:
 
 
 def validate_tenant(keel, actor: Actor, tenant_id: str) -> dict:
-    """SA validation. Pass: tenant ACTIVE, TA invitation issued. Fail: everything torn down."""
+    """SA validation. Pass: tenant ACTIVE, receipts, TA invitation issued. Fail: everything torn down."""
     with keel.uow() as uow:
-        row = _load(uow.conn, tenant_id)
         keel.authorize(uow, actor, "tenant:Validate", _platform(tenant_id))
+        row = _load(uow.conn, tenant_id)
         if row.status != "PROVISIONED":
             raise Conflict(f"tenant is {row.status}, expected PROVISIONED", tenant_id=tenant_id)
         checks = isolation_checks(keel, uow.conn, tenant_id)
@@ -189,11 +215,13 @@ def validate_tenant(keel, actor: Actor, tenant_id: str) -> dict:
         )
     with keel.uow() as uow:
         now = utcnow()
-        uow.conn.execute(
+        activated = uow.conn.execute(
             tenants.update()
-            .where(tenants.c.id == tenant_id)
+            .where(tenants.c.id == tenant_id, tenants.c.status == "PROVISIONED")
             .values(status="ACTIVE", validated_by=actor.user_id)
-        )
+        ).rowcount
+        if activated != 1:  # another validation (or a teardown) got there first
+            raise Conflict("the tenant is no longer PROVISIONED", tenant_id=tenant_id)
         admin_id = uow.conn.execute(
             sa.select(users.c.id)
             .where(users.c.tenant_id == tenant_id, users.c.status == "INVITED")
@@ -204,52 +232,78 @@ def validate_tenant(keel, actor: Actor, tenant_id: str) -> dict:
             issue_invitation(uow.conn, admin_id, keel.settings.invitation_ttl_hours) if admin_id else None
         )
         seconds = (now - as_utc(row.created_at)).total_seconds()
-        receipt = {
+        receipt = {  # story 01 artifact
             "tenant_id": tenant_id,
             "status": "ACTIVE",
             "created_by": row.created_by,
             "validated_by": actor.user_id,
-            "compute": "provisioned",
-            "storage": "provisioned",
-            "network": "provisioned",
+            **INFRA,
             "checks": checks,
             "timestamp": now.isoformat(),
         }
-        uow.conn.execute(
-            receipts.insert().values(
-                id=new_id("RCP"),
-                kind="tenant.provisioning",
-                tenant_id=tenant_id,
-                subject_id=tenant_id,
-                body=receipt,
-                created_at=now,
+        infra_receipt = {  # story 01b artifact: what the Tenant Admin is told is ready
+            "tenant_id": tenant_id,
+            **INFRA,
+            "storage_quota_mb": row.storage_quota_mb,
+            "validated_by": actor.user_id,
+            "status": "SUCCESS",
+            "timestamp": now.isoformat(),
+        }
+        for kind, body in (("tenant.provisioning", receipt), ("tenant.infrastructure", infra_receipt)):
+            uow.conn.execute(
+                receipts.insert().values(
+                    id=new_id("RCP"),
+                    kind=kind,
+                    tenant_id=tenant_id,
+                    subject_id=tenant_id,
+                    body=body,
+                    created_at=now,
+                )
             )
-        )
         uow.record("tenant.validated", actor_id=actor.user_id, tenant_id=tenant_id, checks=checks)
         uow.record("infra.tenant.validated", actor_id=actor.user_id, tenant_id=tenant_id, status="SUCCESS")
-        uow.record(
-            "identity.invitation.issued", actor_id=actor.user_id, tenant_id=tenant_id, user_id=admin_id
-        )
+        if admin_id:
+            uow.record(
+                "identity.invitation.issued", actor_id=actor.user_id, tenant_id=tenant_id, user_id=admin_id
+            )
         metrics.record(uow.conn, "provisioning_time", seconds, tenant_id)
         metrics.outcome(uow.conn, "provisioning_success_rate", True, tenant_id)
         metrics.outcome(uow.conn, "tenant_infra_success_rate", True, tenant_id)
         uow.commit()
     view = get_tenant(keel, actor, tenant_id)
     view["receipt"] = receipt
+    view["infra_receipt"] = infra_receipt
     view["invitation"] = {"user_id": admin_id, **invitation} if invitation else None
     return view
 
 
 def _tear_down_failed(keel, actor: Actor, tenant_id: str, checks: dict) -> None:
+    """A failed security check: no access for anyone, key shredded, storage removed."""
     with keel.uow() as uow:
-        revoke_tenant_access(uow.conn, tenant_id)
-        keel.keyring.shred_tenant_key(uow.conn, tenant_id)
+        access = revoke_tenant_access(uow.conn, tenant_id)
+        shred = keel.keyring.shred_tenant_key(uow.conn, tenant_id)
         uow.conn.execute(tenants.update().where(tenants.c.id == tenant_id).values(status="ROLLED_BACK"))
-        uow.record("infra.tenant.torn_down", actor_id=actor.user_id, tenant_id=tenant_id, checks=checks)
+        uow.record(
+            "infra.tenant.torn_down",
+            actor_id=actor.user_id,
+            tenant_id=tenant_id,
+            checks=checks,
+            access_revoked=access,
+            crypto_shred=shred,
+        )
         metrics.record(uow.conn, "validation_failure_count", 1, tenant_id)
         metrics.outcome(uow.conn, "provisioning_success_rate", False, tenant_id)
+        metrics.outcome(uow.conn, "tenant_infra_success_rate", False, tenant_id)
         uow.after_commit(lambda: keel.dataplanes.destroy(tenant_id))
         uow.commit()
+    _alert_if_storage_remains(keel, actor, tenant_id)
+
+
+def _alert_if_storage_remains(keel, actor: Actor, tenant_id: str) -> None:
+    if keel.dataplanes.exists(tenant_id):
+        _open_incident(
+            keel, actor, tenant_id, "deletion.incomplete", "tenant data-plane storage still exists"
+        )
 
 
 # Offboarding -------------------------------------------------------------------------------
@@ -282,14 +336,21 @@ def request_offboarding(keel, actor: Actor, tenant_id: str, reason: str) -> dict
 
 
 def decide_offboarding(keel, actor: Actor, request_id: str, approve: bool, reason: str = "") -> dict:
+    """PO approves or rejects an offboarding request; the requester never decides its own."""
     with keel.uow() as uow:
-        row = _load_request(uow.conn, request_id, "offboarding")
+        row = uow.conn.execute(
+            sa.select(requests).where(requests.c.id == request_id, requests.c.kind == "offboarding")
+        ).first()
+        # Authorize before answering "not found", so the answer does not tell who may not
+        # decide whether the request exists.
         keel.authorize(
             uow,
             actor,
             "tenant:ApproveOffboarding",
-            Resource("request", request_id, tenant="", drafted_by=row.requested_by),
+            Resource("request", request_id, tenant="", drafted_by=row.requested_by if row else None),
         )
+        if row is None:
+            raise NotFound("offboarding request", request_id)
         if row.status != "PENDING":
             raise Conflict(f"request is {row.status}, expected PENDING", request_id=request_id)
         status = "APPROVED" if approve else "REJECTED"
@@ -354,11 +415,17 @@ def archive_evidence(keel, actor: Actor, tenant_id: str) -> dict:
     }
 
 
-def _verified_archive(conn, tenant_id: str):
-    """The newest archive whose file still exists and still hashes to what was recorded."""
+def _verified_archive(conn, tenant_id: str, since):
+    """The newest archive made at or after ``since`` whose file still hashes to what was recorded.
+
+    An archive older than the approval of the offboarding would miss the evidence of the
+    offboarding itself, so it does not count.
+    """
     for row in conn.execute(
         sa.select(archives).where(archives.c.tenant_id == tenant_id).order_by(archives.c.created_at.desc())
     ):
+        if as_utc(row.created_at) < as_utc(since):
+            break
         try:
             data = Path(row.path).read_bytes()
         except OSError:
@@ -369,19 +436,27 @@ def _verified_archive(conn, tenant_id: str):
 
 
 def decommission_tenant(keel, actor: Actor, tenant_id: str, request_id: str) -> dict:
+    """PA decommissions: needs an approved request and a verified evidence archive first.
+
+    Then every login of the tenant is revoked, its data key is crypto-shredded and its
+    data-plane storage deleted. Without the archive nothing is deleted and an incident opens.
+    """
     with keel.uow() as uow:
         keel.authorize(uow, actor, "tenant:Decommission", _platform(tenant_id))
         row = _load(uow.conn, tenant_id)
-        request = _load_request(uow.conn, request_id, "offboarding")
-        if request.tenant_id != tenant_id or request.status != "APPROVED":
+        request = uow.conn.execute(
+            sa.select(requests).where(requests.c.id == request_id, requests.c.kind == "offboarding")
+        ).first()
+        ours = request is not None and request.tenant_id == tenant_id
+        if not ours or request.status != "APPROVED":
             raise Blocked(
                 "decommissioning needs an approved offboarding request for this tenant",
                 request_id=request_id,
-                request_status=request.status,
+                request_status=request.status if ours else None,  # nothing about other tenants' requests
             )
         if row.status != "ACTIVE":
             raise Conflict(f"tenant is {row.status}, expected ACTIVE", tenant_id=tenant_id)
-        archive = _verified_archive(uow.conn, tenant_id)
+        archive = _verified_archive(uow.conn, tenant_id, request.decided_at)
     if archive is None:
         incident = _open_incident(
             keel,
@@ -389,6 +464,8 @@ def decommission_tenant(keel, actor: Actor, tenant_id: str, request_id: str) -> 
             tenant_id,
             "evidence.missing",
             "decommissioning blocked: no verified evidence archive for the tenant",
+            outcome="decommissioning_success_rate",
+            request_id=request_id,
         )
         raise Blocked(
             "the tenant's evidence archive is missing or does not match its hash; nothing was deleted",
@@ -396,15 +473,22 @@ def decommission_tenant(keel, actor: Actor, tenant_id: str, request_id: str) -> 
             incident_id=incident,
         )
     with keel.uow() as uow:
+        now = utcnow()
+        # Conditional updates: of two concurrent decommissions only one proceeds.
+        claimed = uow.conn.execute(
+            requests.update()
+            .where(requests.c.id == request_id, requests.c.status == "APPROVED")
+            .values(status="USED")
+        ).rowcount
+        retired = uow.conn.execute(
+            tenants.update()
+            .where(tenants.c.id == tenant_id, tenants.c.status == "ACTIVE")
+            .values(status="DECOMMISSIONED", decommissioned_at=now)
+        ).rowcount
+        if claimed != 1 or retired != 1:
+            raise Conflict("the tenant is being decommissioned already", tenant_id=tenant_id)
         access = revoke_tenant_access(uow.conn, tenant_id)
         shred = keel.keyring.shred_tenant_key(uow.conn, tenant_id)
-        now = utcnow()
-        uow.conn.execute(
-            tenants.update()
-            .where(tenants.c.id == tenant_id)
-            .values(status="DECOMMISSIONED", decommissioned_at=now)
-        )
-        uow.conn.execute(requests.update().where(requests.c.id == request_id).values(status="USED"))
         receipt = {
             "tenant_id": tenant_id,
             "status": "DECOMMISSIONED",
@@ -413,7 +497,10 @@ def decommission_tenant(keel, actor: Actor, tenant_id: str, request_id: str) -> 
             "archived_by": archive.archived_by,
             "archive_id": archive.id,
             "archive_sha256": archive.sha256,
+            "request_id": request_id,
+            "approved_by": request.decided_by,
             "access_revoked": access,
+            "data_plane": "deleted",
             "crypto_shred": shred,
             "timestamp": now.isoformat(),
         }
@@ -442,12 +529,9 @@ def decommission_tenant(keel, actor: Actor, tenant_id: str, request_id: str) -> 
             data_plane="deleted",
             crypto_shred=shred,
         )
+        uow.after_commit(lambda: keel.dataplanes.destroy(tenant_id))
         uow.commit()
-    keel.dataplanes.destroy(tenant_id)
-    if keel.dataplanes.exists(tenant_id):
-        _open_incident(
-            keel, actor, tenant_id, "deletion.incomplete", "tenant data-plane storage still exists"
-        )
+    _alert_if_storage_remains(keel, actor, tenant_id)
     return get_tenant(keel, actor, tenant_id)
 
 
@@ -481,7 +565,17 @@ def confirm_wipe(keel, actor: Actor, tenant_id: str) -> dict:
     return get_tenant(keel, actor, tenant_id)
 
 
-def _open_incident(keel, actor: Actor, tenant_id: str, kind: str, summary: str) -> str:
+def _open_incident(
+    keel,
+    actor: Actor,
+    tenant_id: str | None,
+    kind: str,
+    summary: str,
+    *,
+    outcome: str | None = None,
+    **details,
+) -> str:
+    """Open an incident (the alert of stories 01 and 01c) in its own unit of work."""
     incident_id = new_id("INC")
     with keel.uow() as uow:
         uow.conn.execute(
@@ -492,16 +586,21 @@ def _open_incident(keel, actor: Actor, tenant_id: str, kind: str, summary: str) 
                 severity="SEV2",
                 status="OPEN",
                 summary=summary,
-                details={},
+                details=details,
                 created_at=utcnow(),
             )
         )
         uow.record(
-            "incident.opened", actor_id=actor.user_id, tenant_id=tenant_id, incident_id=incident_id, kind=kind
+            "incident.opened",
+            actor_id=actor.user_id,
+            tenant_id=tenant_id,
+            incident_id=incident_id,
+            kind=kind,
+            **details,
         )
         metrics.record(uow.conn, "incident_count", 1, tenant_id)
-        if kind == "evidence.missing":
-            metrics.outcome(uow.conn, "decommissioning_success_rate", False, tenant_id)
+        if outcome:
+            metrics.outcome(uow.conn, outcome, False, tenant_id)
         uow.commit()
     return incident_id
 
@@ -511,15 +610,6 @@ def _load(conn, tenant_id: str):
     row = conn.execute(sa.select(tenants).where(tenants.c.id == tenant_id)).first()
     if row is None:
         raise NotFound("tenant", tenant_id)
-    return row
-
-
-def _load_request(conn, request_id: str, kind: str):
-    row = conn.execute(
-        sa.select(requests).where(requests.c.id == request_id, requests.c.kind == kind)
-    ).first()
-    if row is None:
-        raise NotFound(f"{kind} request", request_id)
     return row
 
 
@@ -570,9 +660,18 @@ def list_tenants(keel, actor: Actor, *, after: str | None = None, limit: int = 5
 
 
 def get_request(keel, actor: Actor, request_id: str) -> dict:
+    """A lifecycle request. Tenant users see only their own tenant's, with one answer for
+    another tenant's request and for none at all."""
     with keel.uow() as uow:
         keel.authorize(uow, actor, "tenant:Read", _platform())
         row = uow.conn.execute(sa.select(requests).where(requests.c.id == request_id)).first()
+        if actor.tenant_id is not None and (row is None or row.tenant_id != actor.tenant_id):
+            keel.authorize(
+                uow,
+                actor,
+                "tenant:Read",
+                Resource("request", request_id, tenant=row.tenant_id if row else OUTSIDE),
+            )
         if row is None:
             raise NotFound("request", request_id)
         return {

@@ -2,7 +2,14 @@
 
 import pytest
 
-from keel.authz.bundles import RULES, Violation, baseline_bundle, policies_for_bundle, validate_bundle
+from keel.authz.bundles import (
+    RULES,
+    Violation,
+    baseline_bundle,
+    lockout_violations,
+    policies_for_bundle,
+    validate_bundle,
+)
 from keel.authz.engine import PolicyEngine, Principal, Resource
 from keel.kernel.errors import InvalidInput
 
@@ -35,6 +42,7 @@ def test_rules_run_in_a_fixed_order_with_stable_ids():
         "sod-steward-no-infra",
         "sod-sre-no-business",
         "provider-tenant-data",
+        "role-persona-mismatch",
     ]
 
 
@@ -165,3 +173,23 @@ def test_a_document_that_is_not_a_bundle_is_invalid_input():
         validate_bundle({"name": "x", "roles": [{"role": "bad name!", "based_on": "TA", "permissions": []}]})
     with pytest.raises(InvalidInput):
         validate_bundle({"name": "x"})
+
+
+def test_a_role_named_after_a_persona_must_be_based_on_that_persona():
+    bundle = baseline_bundle().model_dump(mode="json")
+    for role in bundle["roles"]:
+        if role["role"] == "PA":
+            role["based_on"] = "TA"
+            role["permissions"] = ["tenant:Read"]
+    assert [(v.rule, v.role) for v in validate_bundle(bundle)] == [("role-persona-mismatch", "PA")]
+
+
+def test_a_bundle_that_drops_an_rbac_lifecycle_step_is_a_lockout():
+    bundle = baseline_bundle().model_dump(mode="json")
+    for role in bundle["roles"]:
+        role["permissions"] = [p for p in role["permissions"] if p != "rbac:Apply"]
+    assert validate_bundle(bundle) == []  # drafting is fine; putting it in force is not
+    violations = lockout_violations(bundle)
+    assert [(v.rule, v.detail) for v in violations] == [
+        ("lifecycle-lockout", "no role holds 'rbac:Apply': no later bundle could replace this one")
+    ]

@@ -11,7 +11,9 @@ def test_catalog_keys_are_action_names():
 def test_change_actions_carry_a_kind_and_known_phases():
     phased = {name: (a.kind, a.phase) for name, a in ACTIONS.items() if a.phase}
     assert phased == {
-        "platform:ApproveDeployment": (None, "approve"),
+        "platform:Deploy": ("platform", "deploy"),
+        "platform:ApproveDeployment": ("platform", "approve"),
+        "platform:ValidateDeployment": ("platform", "approve"),
         "tenant:ApproveOffboarding": (None, "approve"),
         "rbac:Define": ("rbac", "draft"),
         "rbac:Review": ("rbac", "approve"),

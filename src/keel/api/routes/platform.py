@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 
-from keel.api.deps import current_actor, get_keel
+from keel.api.deps import Page, current_actor, get_keel
 from keel.api.idempotency import idempotent
 from keel.api.models import DeploymentRequest, Rejection
 from keel.platform import service
@@ -20,8 +20,9 @@ async def request_deployment(
 
 
 @router.get("/deployments")
-def list_deployments(actor=Depends(current_actor), keel=Depends(get_keel)):
-    return {"items": service.list_deployments(keel, actor), "next_cursor": None}
+def list_deployments(page: Page = Depends(), actor=Depends(current_actor), keel=Depends(get_keel)):
+    items = service.list_deployments(keel, actor, after=page.after, limit=page.limit + 1)
+    return page.render(items, "deployment_id")
 
 
 @router.get("/deployments/{dep_id}")

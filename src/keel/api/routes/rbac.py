@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 
-from keel.api.deps import current_actor, get_keel
+from keel.api.deps import Page, current_actor, get_keel
 from keel.api.idempotency import idempotent
 from keel.api.models import BreakGlassRequest, BundleDefine, BundleReview
 from keel.rbac import service
@@ -18,8 +18,9 @@ async def define(body: BundleDefine, request: Request, actor=Depends(current_act
 
 
 @router.get("/bundles")
-def list_bundles(actor=Depends(current_actor), keel=Depends(get_keel)):
-    return {"items": service.list_bundles(keel, actor), "next_cursor": None}
+def list_bundles(page: Page = Depends(), actor=Depends(current_actor), keel=Depends(get_keel)):
+    items = service.list_bundles(keel, actor, after=page.after, limit=page.limit + 1)
+    return page.render(items, "bundle_id")
 
 
 @router.get("/bundles/{bundle_id}")

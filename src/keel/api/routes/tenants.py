@@ -29,6 +29,11 @@ def list_tenants(page: Page = Depends(), actor=Depends(current_actor), keel=Depe
     return page.render(items, "tenant_id")
 
 
+@router.get("/offboarding-requests/{request_id}")
+def get_offboarding_request(request_id: str, actor=Depends(current_actor), keel=Depends(get_keel)):
+    return service.get_request(keel, actor, request_id)
+
+
 @router.get("/{tenant_id}")
 def get_tenant(tenant_id: str, actor=Depends(current_actor), keel=Depends(get_keel)):
     return service.get_tenant(keel, actor, tenant_id)

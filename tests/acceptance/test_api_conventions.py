@@ -1,0 +1,350 @@
+"""API conventions: problem+json errors, the API description, health, metrics and cursor pagination.
+
+Every error answer is RFC 9457 ``application/problem+json`` with ``type``, ``title``,
+``status``, ``detail`` and ``instance`` (plus Keel's ``code``); an unexpected error
+tells nothing of its internals, to the caller or to the log. ``/openapi.json``
+describes every route, ``/healthz`` reports each component, ``/metrics`` exposes the
+story metrics in Prometheus text, and every list walks page by page with
+``cursor`` = ``next_cursor`` without repeating or missing an item.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+from tests.support import World
+
+from keel import __version__
+from keel.api.app import create_app
+from keel.store.tables import tenants
+
+try:
+    from fastapi.routing import iter_route_contexts
+except ImportError:  # FastAPI before included routers were resolved lazily listed every route flat
+
+    def iter_route_contexts(routes):
+        return routes
+
+
+API = "/api/v1"
+PROBLEM_MEMBERS = {"type", "title", "status", "detail", "instance", "code"}
+
+
+def _assert_problem(answer, status: int, code: str) -> dict:
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    problem = answer.json()
+    assert problem.keys() >= PROBLEM_MEMBERS, problem
+    assert problem["type"] == f"https://keel.dev/problems/{code}"
+    assert problem["code"] == code
+    assert problem["status"] == status
+    assert problem["instance"] == answer.request.url.path
+    assert isinstance(problem["title"], str) and problem["title"]
+    assert isinstance(problem["detail"], str) and problem["detail"]
+    return problem
+
+
+# Problem details ------------------------------------------------------------------------------
+def test_every_kind_of_error_answers_problem_json(world):
+    acme, client = world.tenants["acme"], world.client
+    big = world.keel.settings.max_body_bytes + 1
+    tenant = {"slug": "initech", "name": "Initech", "admin_email": "admin@initech.test"}
+    cases = [
+        (client.post(f"{API}/tenants", content=b"{}", headers={"content-length": "x"}), 400, "bad_request"),
+        (client.get(f"{API}/me"), 401, "unauthenticated"),
+        (world.get("acme:AN", f"{API}/tenants/{world.tenants['globex']}"), 403, "permission_denied"),
+        (world.get("PA", f"{API}/no-such-route"), 404, "not_found"),
+        (world.get("PA", f"{API}/tenants/TEN-20260101-ZZZZZZZZ"), 404, "not_found"),
+        (world.client.put("/healthz"), 405, "method_not_allowed"),
+        (world.post("PA", f"{API}/tenants", json={**tenant, "slug": "acme"}), 409, "conflict"),
+        (world.post("SA", f"{API}/tenants/{acme}/validate"), 409, "conflict"),
+        (
+            client.post(f"{API}/tenants", content=b" " * big, headers=world.headers("PA")),
+            413,
+            "payload_too_large",
+        ),
+        (world.post("PA", f"{API}/tenants", json={"slug": 1}), 422, "invalid_input"),
+        (world.get("PA", f"{API}/tenants", params={"limit": 0}), 422, "invalid_input"),
+        (world.get("PA", f"{API}/tenants", params={"cursor": "nope"}), 422, "invalid_input"),
+    ]
+
+    for answer, status, code in cases:
+        _assert_problem(answer, status, code)
+
+
+def test_a_quota_refusal_answers_problem_json_with_the_quota(world):
+    world.keel.settings.max_tenants = 2  # acme and globex fill it
+    answer = world.post(
+        "PA", f"{API}/tenants", json={"slug": "initech", "name": "I", "admin_email": "a@i.test"}
+    )
+
+    problem = _assert_problem(answer, 429, "quota_exceeded")
+    assert (problem["quota"], problem["limit"]) == ("max_tenants", 2)
+
+
+def test_unauthenticated_answers_name_the_bearer_scheme(client):
+    answer = client.get(f"{API}/me", headers={"Authorization": "Bearer tok_unknown"})
+
+    _assert_problem(answer, 401, "unauthenticated")
+    assert answer.headers["www-authenticate"] == "Bearer"
+
+
+def test_a_denial_names_its_reason_action_and_rule_and_counts_as_a_violation(world):
+    before = _violations(world)
+
+    answer = world.get("acme:TA", f"{API}/tenants/{world.tenants['globex']}/users")
+
+    problem = _assert_problem(answer, 403, "permission_denied")
+    assert {k: problem[k] for k in ("reason", "action", "rule")} == {
+        "reason": "forbidden_by_policy",
+        "action": "user:Read",
+        "rule": "deny-cross-tenant",
+    }
+    assert _violations(world) == before + 1
+
+
+def _violations(world: World) -> float:
+    text = world.client.get("/metrics").text
+    return next(
+        s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "keel_permission_violation_count"
+    )
+
+
+def test_an_unexpected_error_answers_500_problem_json_and_leaks_nothing(keel, caplog):
+    secret = "postgresql://admin:s3cr3t-pw@db/keel"
+    app = create_app(keel)
+
+    @app.get("/boom")
+    def boom():
+        raise RuntimeError(f"could not connect to {secret}")
+
+    with (
+        caplog.at_level(logging.ERROR, logger="keel.api"),
+        TestClient(app, raise_server_exceptions=False) as c,
+    ):
+        answer = c.get("/boom")
+
+    problem = _assert_problem(answer, 500, "internal_error")
+    assert secret not in answer.text and "RuntimeError" not in answer.text
+    assert problem["error_id"] in caplog.text  # the operator can find it
+    assert "RuntimeError" in caplog.text and "boom" in caplog.text  # and locate it
+    assert "s3cr3t" not in caplog.text
+
+
+# The API description -----------------------------------------------------------------------------
+def _app_routes(app) -> set[tuple[str, str]]:
+    return {
+        (method, route.path)
+        for route in iter_route_contexts(app.routes)
+        for method in getattr(route, "methods", None) or ()
+        if route.path.startswith(f"{API}/")
+    }
+
+
+def test_the_api_description_lists_every_api_route(client):
+    answer = client.get("/openapi.json")
+
+    assert answer.status_code == 200
+    spec = answer.json()
+    assert spec["openapi"].startswith("3.")
+    assert spec["info"]["version"] == __version__
+    described = {
+        (method.upper(), path)
+        for path, operations in spec["paths"].items()
+        for method in operations
+        if path.startswith(f"{API}/")
+    }
+    routes = _app_routes(client.app)
+    assert len(routes) >= 40
+    assert described == routes
+
+
+def test_every_request_body_in_the_description_refuses_unknown_fields(client):
+    spec = client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    bodies = {
+        op["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+        for operations in spec["paths"].values()
+        for op in operations.values()
+        if "requestBody" in op
+    }
+
+    assert len(bodies) >= 10
+    assert {name: schemas[name].get("additionalProperties") for name in bodies} == dict.fromkeys(
+        bodies, False
+    )
+
+
+# Health -------------------------------------------------------------------------------------------
+def test_health_reports_every_component_of_a_deployed_platform(world):
+    answer = world.client.get("/healthz")
+
+    assert answer.status_code == 200
+    assert answer.json() == {
+        "status": "ok",
+        "version": __version__,
+        "components": {
+            "control_plane": {"status": "ok", "dialect": world.keel.engine.dialect.name},
+            "platform": {"status": "ok"},
+            "evidence": {"status": "ok"},
+            "data_plane": {"status": "ok", "engine": "duckdb"},
+        },
+    }
+
+
+def test_health_before_deployment_says_what_is_missing(client, keel):
+    answer = client.get("/healthz")
+
+    assert answer.status_code == 200
+    components = answer.json()["components"]
+    assert {name: c["status"] for name, c in components.items()} == {
+        "control_plane": "ok",
+        "platform": "not_deployed",
+        "evidence": "no_signing_key",
+        "data_plane": components["data_plane"]["status"],
+    }
+
+
+def test_health_answers_503_problem_json_when_the_store_is_gone(keel, tmp_path):
+    # A store that cannot be opened stands in for a database that went away.
+    broken = sa.create_engine(f"sqlite:///{tmp_path / 'missing-dir' / 'keel.db'}")
+    healthy_engine, keel.engine = keel.engine, broken
+    try:
+        with TestClient(create_app(keel)) as c:
+            answer = c.get("/healthz")
+    finally:
+        keel.engine = healthy_engine
+        broken.dispose()
+
+    problem = _assert_problem(answer, 503, "unavailable")
+    assert problem["components"]["control_plane"]["status"] == "error"
+    assert problem["components"]["control_plane"]["error"] == "OperationalError"
+    assert set(problem["components"]) == {"control_plane", "platform", "evidence", "data_plane"}
+
+
+# Metrics -----------------------------------------------------------------------------------------
+def test_metrics_expose_the_story_metrics_in_prometheus_text(world):
+    answer = world.client.get("/metrics")
+
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+    samples = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(answer.text)
+        for sample in family.samples
+    }
+    assert samples["keel_deployment_success_rate"] == 1.0  # one deployment, validated
+    assert samples["keel_rollback_count"] == 0.0
+    assert samples["keel_provisioning_success_rate"] == 1.0  # acme and globex
+    assert samples["keel_tenant_infra_success_rate"] == 1.0
+    assert 0 < samples["keel_provisioning_time"] < 600
+    assert {"keel_permission_violation_count", "keel_validation_failure_count", "keel_incident_count"} <= set(
+        samples
+    )
+    assert world.tenants["acme"] not in answer.text  # aggregates only, no tenant labels
+    # A scraper that asks for OpenMetrics gets it.
+    answer = world.client.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    assert answer.headers["content-type"].startswith("application/openmetrics-text; version=1.0.0")
+    assert answer.text.rstrip().endswith("# EOF")
+    assert "keel_deployment_success_rate" in answer.text
+
+
+# Cursor pagination ---------------------------------------------------------------------------------
+# Every list that takes a cursor, with a caller allowed to read all of it and its item key.
+PAGED = {
+    f"{API}/tenants": ("PA", "tenant_id"),
+    f"{API}/users": ("SA", "id"),
+    f"{API}/tenants/{{tenant_id}}/users": ("acme:TA", "id"),
+    f"{API}/platform/deployments": ("PA", "deployment_id"),
+    f"{API}/rbac/bundles": ("SA", "bundle_id"),
+}
+
+
+def test_every_list_that_takes_a_cursor_is_walked_below(client):
+    spec = client.get("/openapi.json").json()
+    paged = {
+        path
+        for path, operations in spec["paths"].items()
+        for op in operations.values()
+        if any(p["name"] == "cursor" and p["in"] == "query" for p in op.get("parameters", []))
+    }
+
+    assert paged == set(PAGED)
+
+
+def _walk(world: World, who: str, path: str, key: str, limit: int) -> list[list[str]]:
+    pages, cursor = [], None
+    while True:
+        params = {"limit": limit, **({"cursor": cursor} if cursor else {})}
+        answer = world.get(who, path, params=params)
+        assert answer.status_code == 200, answer.text
+        page = answer.json()
+        assert set(page) >= {"items", "next_cursor"}
+        pages.append([item[key] for item in page["items"]])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return pages
+        assert len(pages) < 100, "the walk does not end"
+
+
+def _grow(world: World) -> None:
+    """More items than a page holds on every paged list: tenants, users, deployments, bundles."""
+    for n in range(3):
+        slug = f"paged-{n}"
+        body = {"slug": slug, "name": slug, "admin_email": f"admin@{slug}.test"}
+        assert world.post("PA", f"{API}/tenants", json=body).status_code == 201
+    member = {"email": "extra@acme.test", "display_name": "Extra", "roles": ["AN"]}
+    assert (
+        world.post("acme:TA", f"{API}/tenants/{world.tenants['acme']}/users", json=member).status_code == 201
+    )
+    for _ in range(3):
+        assert world.post("PA", f"{API}/platform/deployments", json={}).status_code == 201
+        assert world.post("SA", f"{API}/rbac/bundles", json={}).status_code == 201
+
+
+def test_walking_every_list_page_by_page_yields_each_item_once(world):
+    _grow(world)
+
+    for limit in (1, 2, 3):
+        for template, (who, key) in PAGED.items():
+            path = template.format(tenant_id=world.tenants["acme"])
+            everything = world.get(who, path, params={"limit": 500}).json()
+            assert everything["next_cursor"] is None
+            expected = [item[key] for item in everything["items"]]
+            assert len(expected) > limit, path
+
+            pages = _walk(world, who, path, key, limit)
+
+            walked = [item for page in pages for item in page]
+            assert walked == expected, (limit, path)  # same order, no duplicates, nothing missed
+            assert len(walked) == len(set(walked)), (limit, path)
+            assert len(pages) == math.ceil(len(expected) / limit), (limit, path)  # no empty last page
+            assert all(len(page) == limit for page in pages[:-1]), (limit, path)
+    with world.keel.engine.connect() as conn:
+        stored = sorted(conn.execute(sa.select(tenants.c.id)).scalars())
+    assert [t for page in _walk(world, "PA", f"{API}/tenants", "tenant_id", 2) for t in page] == stored
+
+
+def test_a_walk_keeps_its_place_while_items_are_added(world):
+    _grow(world)
+    first_page = world.get("PA", f"{API}/tenants", params={"limit": 2}).json()
+    seen = [t["tenant_id"] for t in first_page["items"]]
+    # Items added mid-walk land before or after the cursor; an offset-based walk would repeat one.
+    for n in range(4):
+        body = {"slug": f"late-{n}", "name": "Late", "admin_email": f"admin@late-{n}.test"}
+        assert world.post("PA", f"{API}/tenants", json=body).status_code == 201
+    cursor = first_page["next_cursor"]
+    while cursor:
+        page = world.get("PA", f"{API}/tenants", params={"limit": 2, "cursor": cursor}).json()
+        seen += [t["tenant_id"] for t in page["items"]]
+        cursor = page["next_cursor"]
+
+    assert len(seen) == len(set(seen))
+    assert seen == sorted(seen)
