@@ -8,6 +8,7 @@ HttpOnly, SameSite=Strict cookie; state changes on a session need the CSRF heade
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from datetime import timedelta
 
@@ -171,10 +172,13 @@ def test_wrong_password_is_refused_and_evidenced_without_the_email_in_clear(worl
     assert wrong.json()["detail"] == unknown.json()["detail"]  # no hint whether the account exists
     assert "set-cookie" not in wrong.headers
     failed = world.events("auth.signin.failed")[before:]
+    key = world.keel.keyring.derived_key("login-fingerprint")
     assert [e["payload"] for e in failed] == [
-        {"login": "sha256:" + hashlib.sha256(b"victim@acme.test").hexdigest()},
-        {"login": "sha256:" + hashlib.sha256(b"nobody@acme.test").hexdigest()},
+        {"login": "hmac-sha256:" + hmac.new(key, b"victim@acme.test", hashlib.sha256).hexdigest()},
+        {"login": "hmac-sha256:" + hmac.new(key, b"nobody@acme.test", hashlib.sha256).hexdigest()},
     ]
+    # Keyed: a bare hash of a guessed address does not match the ledger.
+    assert all(hashlib.sha256(b"victim@acme.test").hexdigest() not in e["payload"]["login"] for e in failed)
     raw = [r.event_json for r in _rows(world, sa.select(ledger_entries.c.event_json))]
     assert not any("victim@acme.test" in j or "nobody@acme.test" in j for j in raw)
 

@@ -346,9 +346,10 @@ def test_data_plane_that_cannot_be_allocated_raises_an_alert_and_leaves_nothing_
     alerts = _rows(world, sa.select(incidents).where(incidents.c.kind == "tenant.allocation.failed"))
     assert len(alerts) == 1 and alerts[0].tenant_id is None
     opened = [e for e in world.events("incident.opened") if e["payload"]["incident_id"] == alerts[0].id]
-    assert [(e["actor_id"], e["payload"]["slug"]) for e in opened] == [
-        (world.actors["PA"].user_id, "initech")
+    assert [(e["actor_id"], e["payload"]["kind"]) for e in opened] == [
+        (world.actors["PA"].user_id, "tenant.allocation.failed")
     ]
+    assert alerts[0].details["slug"] == "initech"  # details stay in the incident row, not the ledger
     assert re.search(r"^keel_provisioning_success_rate 0\.\d+$", world.client.get("/metrics").text, re.M)
     # Once storage is back, the same provisioning succeeds.
     assert _provision(world).status_code == 201

@@ -166,17 +166,6 @@ PROBES: dict[tuple[str, str], Probe] = {
 SAME_ANSWER_EXEMPT = {
     "seq": "the signed tree head tells every caller the ledger's size, so whether entry N exists is public",
 }
-# Found by this module; each names the file and the fix (see the report of the API-edge task).
-KNOWN_LEAKS = {
-    ("DELETE", f"{API}/tokens/{{token_id}}"): (
-        "accounts/service.py revoke_token authorizes a foreign token against its tenant (deny-cross-tenant) "
-        "but a missing one against the caller's tenant (not_permitted)"
-    ),
-    ("POST", f"{API}/rbac/break-glass/{{ticket_id}}/approve"): (
-        "rbac/service.py approve_break_glass answers 404 for a missing ticket before authorizing, "
-        "403 deny-cross-tenant for another tenant's"
-    ),
-}
 
 
 # The shared world -------------------------------------------------------------------------
@@ -365,15 +354,10 @@ def _names(route: tuple[str, str]) -> set[str]:
     return set(re.findall(r"\{(\w+)\}", json.dumps([route[1], probe.body, probe.query])))
 
 
-def _routes(reach: set[str], known: dict | None = None, *, comparable: bool = False) -> list:
+def _routes(reach: set[str], *, comparable: bool = False) -> list:
     """Probed routes of the given reaches; ``comparable``: only those naming an id not exempt."""
-    known = known or {}
     return [
-        pytest.param(
-            route, id=f"{route[0]} {route[1]}", marks=[pytest.mark.xfail(strict=True, reason=known[route])]
-        )
-        if route in known
-        else pytest.param(route, id=f"{route[0]} {route[1]}")
+        pytest.param(route, id=f"{route[0]} {route[1]}")
         for route, probe in PROBES.items()
         if probe.reach in reach and (not comparable or _names(route) - SAME_ANSWER_EXEMPT.keys())
     ]
@@ -459,7 +443,7 @@ def test_no_tenant_persona_reaches_tenant_b_through(iso, route):
     assert _snapshot(iso) == before, "a refused call changed something"
 
 
-@pytest.mark.parametrize("route", _routes({"tenant", "object", "body"}, KNOWN_LEAKS, comparable=True))
+@pytest.mark.parametrize("route", _routes({"tenant", "object", "body"}, comparable=True))
 def test_a_refusal_for_tenant_b_reads_like_one_for_an_id_that_does_not_exist(iso, route):
     missing = {**iso.ids, **{k: v for k, v in MISSING.items() if k not in SAME_ANSWER_EXEMPT}}
 

@@ -215,7 +215,7 @@ def sign_in(keel, email: str, password: str) -> tuple[str, dict]:
                 "auth.signin.failed",
                 actor_id=row.id if row else None,
                 tenant_id=row.tenant_id if row else None,
-                login=fingerprint(email),
+                login=fingerprint(email, keel.keyring.derived_key("login-fingerprint")),
             )
             uow.commit()
             raise Unauthenticated("e-mail or password is wrong, or the account is not active")
@@ -355,8 +355,10 @@ def revoke_token(keel, actor: Actor, token_id: str) -> dict:
         row = uow.conn.execute(sa.select(api_tokens).where(api_tokens.c.id == token_id)).first()
         if row is None or row.user_id != actor.user_id:
             # Revoking someone else's token is identity administration (Security Admin).
-            tenant = row.tenant_id if row else actor.tenant_id
-            keel.authorize(uow, actor, "user:Manage", Resource("token", token_id, tenant=tenant or ""))
+            # Tenant users never see other people's tokens: a peer's, another tenant's and a
+            # missing one are all "outside", so the answer never tells them apart.
+            tenant = OUTSIDE if actor.tenant_id is not None else (row.tenant_id if row else "") or ""
+            keel.authorize(uow, actor, "user:Manage", Resource("token", token_id, tenant=tenant))
             if row is None:
                 raise NotFound("token", token_id)
         uow.conn.execute(api_tokens.update().where(api_tokens.c.id == token_id).values(revoked_at=utcnow()))

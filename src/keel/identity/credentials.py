@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 
 from argon2 import PasswordHasher
@@ -45,6 +46,11 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def fingerprint(value: str) -> str:
-    """A non-reversible reference to personal data for the append-only ledger."""
-    return "sha256:" + hashlib.sha256(value.strip().lower().encode()).hexdigest()
+def fingerprint(value: str, key: bytes) -> str:
+    """A keyed, non-reversible reference to personal data for the append-only ledger.
+
+    HMAC rather than a bare hash: without the key, a list of likely e-mail
+    addresses cannot be hashed and matched against the ledger.
+    """
+    digest = hmac.new(key, value.strip().lower().encode(), hashlib.sha256).hexdigest()
+    return "hmac-sha256:" + digest

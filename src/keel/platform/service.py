@@ -44,9 +44,9 @@ from keel.kernel.clock import as_utc, utcnow
 from keel.kernel.errors import Blocked, Conflict, InvalidInput, NotFound
 from keel.kernel.ids import new_id
 from keel.observability import metrics
+from keel.observability.incidents import open_incident
 from keel.platform import parts as deploy_parts
 from keel.platform.errors import DependencyMissing, IamInvalid, TemplateMismatch
-from keel.platform.incidents import open_incident
 from keel.platform.template import DEFAULT_TEMPLATE, check_fits, parse_template
 from keel.store.tables import deployments, receipts, user_roles, users
 

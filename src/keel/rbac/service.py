@@ -15,6 +15,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
+from keel.accounts.service import OUTSIDE
 from keel.authz.actions import ACTIONS
 from keel.authz.bundles import (
     baseline_bundle,
@@ -414,6 +415,9 @@ def approve_break_glass(keel, actor: Actor, ticket_id: str) -> dict:
             query = query.with_for_update()
         ticket = uow.conn.execute(query).first()
         if ticket is None:
+            # Authorized like a foreign ticket first, so a missing one reads the same to outsiders.
+            scope = OUTSIDE if actor.tenant_id is not None else ""
+            keel.authorize(uow, actor, "breakglass:Approve", Resource("breakglass", ticket_id, tenant=scope))
             raise NotFound("break-glass ticket", ticket_id)
         keel.authorize(
             uow,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy.engine import Connection
 
 from keel.kernel.clock import utcnow
@@ -116,6 +118,12 @@ class KeyRing:
     @staticmethod
     def _aad(tenant_id: str, name: str, version: int) -> str:
         return f"secret:{tenant_id}:{name}:{version}"
+
+    def derived_key(self, purpose: str) -> bytes:
+        """A key for ``purpose`` derived from the master key (HKDF-SHA256); never stored."""
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=f"keel:{purpose}".encode()).derive(
+            self._master
+        )
 
     def check_master_key(self, conn: Connection) -> None:
         """Fail at start, not later, when the master key is not the one that wrapped the stored keys."""

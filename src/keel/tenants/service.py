@@ -24,8 +24,9 @@ from keel.kernel.clock import as_utc, utcnow
 from keel.kernel.errors import Blocked, Conflict, InvalidInput, NotFound, QuotaExceeded
 from keel.kernel.ids import new_id
 from keel.observability import metrics
+from keel.observability.incidents import open_incident
 from keel.platform.service import require_deployed
-from keel.store.tables import archives, incidents, receipts, requests, tenant_keys, tenants, users
+from keel.store.tables import archives, receipts, requests, tenant_keys, tenants, users
 from keel.tenants.errors import AllocationFailed
 
 SLUG = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
@@ -576,29 +577,10 @@ def _open_incident(
     **details,
 ) -> str:
     """Open an incident (the alert of stories 01 and 01c) in its own unit of work."""
-    incident_id = new_id("INC")
     with keel.uow() as uow:
-        uow.conn.execute(
-            incidents.insert().values(
-                id=incident_id,
-                tenant_id=tenant_id,
-                kind=kind,
-                severity="SEV2",
-                status="OPEN",
-                summary=summary,
-                details=details,
-                created_at=utcnow(),
-            )
+        incident_id = open_incident(
+            uow, actor, kind=kind, summary=summary, details=details, tenant_id=tenant_id
         )
-        uow.record(
-            "incident.opened",
-            actor_id=actor.user_id,
-            tenant_id=tenant_id,
-            incident_id=incident_id,
-            kind=kind,
-            **details,
-        )
-        metrics.record(uow.conn, "incident_count", 1, tenant_id)
         if outcome:
             metrics.outcome(uow.conn, outcome, False, tenant_id)
         uow.commit()

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 
 from keel.api.deps import current_actor, get_keel
 from keel.evidence import service
+
+# Sequence numbers and sizes fit a signed 64-bit column; larger ones are refused as bad input.
+MAX_SEQ = 2**62
 
 router = APIRouter(prefix="/evidence", tags=["evidence"])
 
@@ -20,7 +23,9 @@ def public_key(keel=Depends(get_keel)):
 
 @router.get("/tree-head")
 def tree_head(
-    tree_size: int | None = Query(None, ge=1), actor=Depends(current_actor), keel=Depends(get_keel)
+    tree_size: int | None = Query(None, ge=1, le=MAX_SEQ),
+    actor=Depends(current_actor),
+    keel=Depends(get_keel),
 ):
     return service.tree_head(keel, actor, tree_size)
 
@@ -28,7 +33,7 @@ def tree_head(
 @router.get("/entries")
 def entries(
     event_type: str | None = Query(None, max_length=80),
-    after_seq: int = Query(-1, ge=-1),
+    after_seq: int = Query(-1, ge=-1, le=MAX_SEQ),
     limit: int = Query(100, ge=1, le=1000),
     actor=Depends(current_actor),
     keel=Depends(get_keel),
@@ -40,14 +45,14 @@ def entries(
 
 
 @router.get("/entries/{seq}")
-def entry(seq: int, actor=Depends(current_actor), keel=Depends(get_keel)):
+def entry(seq: int = Path(..., ge=0, le=MAX_SEQ), actor=Depends(current_actor), keel=Depends(get_keel)):
     return service.get_entry(keel, actor, seq)
 
 
 @router.get("/proofs/inclusion")
 def inclusion(
-    seq: int = Query(..., ge=0),
-    tree_size: int | None = Query(None, ge=1),
+    seq: int = Query(..., ge=0, le=MAX_SEQ),
+    tree_size: int | None = Query(None, ge=1, le=MAX_SEQ),
     actor=Depends(current_actor),
     keel=Depends(get_keel),
 ):
@@ -56,8 +61,8 @@ def inclusion(
 
 @router.get("/proofs/consistency")
 def consistency(
-    size1: int = Query(..., ge=1),
-    size2: int | None = Query(None, ge=1),
+    size1: int = Query(..., ge=1, le=MAX_SEQ),
+    size2: int | None = Query(None, ge=1, le=MAX_SEQ),
     actor=Depends(current_actor),
     keel=Depends(get_keel),
 ):
