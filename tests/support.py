@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 
 from keel.accounts import service as accounts
+from keel.api.app import create_app
+from keel.bootstrap import Keel, build
 from keel.identity.actor import SYSTEM, Actor
 from keel.identity.personas import Persona
+from keel.kernel.clock import set_clock
+from keel.kernel.settings import Settings
 from keel.platform import service as platform
 from keel.rbac import service as rbac
-from keel.store.tables import users
+from keel.store.tables import metadata, users
 from keel.tenants import service as tenancy
 
 PROVIDER = [p for p in Persona if p.is_provider]
@@ -19,18 +27,25 @@ TENANT = [p for p in Persona if not p.is_provider]
 
 
 def make_user(
-    keel, persona: Persona, tenant_id: str | None = None, slug: str = "", *, also: tuple[Persona, ...] = ()
+    keel,
+    persona: Persona,
+    tenant_id: str | None = None,
+    slug: str = "",
+    *,
+    also: tuple[Persona, ...] = (),
+    mailbox: str = "",
 ) -> Actor:
     """An ACTIVE user without a password: it signs in with API tokens only (argon2 is slow by design).
 
-    ``also`` gives the same user further personas (to test separation of duties across roles).
+    ``also`` gives the same user further personas (to test separation of duties across roles);
+    ``mailbox`` names the address (before the @) of a second user with the same personas.
     """
     domain = f"{slug}.test" if tenant_id else "provider.test"
     roles = [persona.value, *(p.value for p in also)]
     with keel.uow() as uow:
         user_id = accounts.insert_user(
             uow.conn,
-            email=f"{'+'.join(r.lower() for r in roles)}@{domain}",
+            email=f"{mailbox or '+'.join(r.lower() for r in roles)}@{domain}",
             display_name=persona.title,
             tenant_id=tenant_id,
             roles=roles,
@@ -82,9 +97,11 @@ class World:
                 world.add_tenant(slug)
         return world
 
-    def add(self, key: str, actor: Actor) -> None:
+    def add(self, key: str, actor: Actor) -> Actor:
+        """``actor`` under ``key``, with an API token of its own; returns ``actor``."""
         self.actors[key] = actor
         self.tokens[key] = accounts.create_token(self.keel, actor, name=f"test-{key}")["token"]
+        return actor
 
     def add_tenant(self, slug: str) -> str:
         tenant = tenancy.provision_tenant(
@@ -126,3 +143,62 @@ class World:
     def scalar(self, query: sa.Select):
         with self.keel.engine.connect() as conn:
             return conn.execute(query).scalar()
+
+    def rows(self, query: sa.Select) -> list:
+        with self.keel.engine.connect() as conn:
+            return list(conn.execute(query))
+
+    def sign_in(self, email: str, password: str) -> TestClient:
+        """A separate browser signed in as ``email``: its own cookie jar holds the session cookie."""
+        browser = TestClient(self.client.app)
+        answer = browser.post("/api/v1/auth/sign-in", json={"email": email, "password": password})
+        assert answer.status_code == 200, answer.text
+        return browser
+
+
+@contextmanager
+def running_keel(settings: Settings) -> Iterator[Keel]:
+    """A Keel built on ``settings``; closed afterwards, with the wall clock back."""
+    keel = build(settings)
+    try:
+        yield keel
+    finally:
+        keel.close()
+        set_clock(None)
+
+
+@contextmanager
+def served_world(settings: Settings, **options) -> Iterator[World]:
+    """``World.build(**options)`` on a Keel of its own behind the real app's TestClient."""
+    with running_keel(settings) as keel, TestClient(create_app(keel)) as client:
+        yield World.build(keel, client, **options)
+
+
+def store_snapshot(keel, **instead: sa.Select | None) -> dict:
+    """Every row of every table (the ledger included) and every file under KEEL_HOME, to compare
+    before and after a step that must write nothing.
+
+    ``instead`` gives a table's rows by another query (to leave out what the step may
+    legitimately add), or leaves the table out (``None``).
+    """
+    queries = {table.name: sa.select(table) for table in metadata.sorted_tables} | instead
+    state = {}
+    with keel.engine.connect() as conn:
+        for name, query in queries.items():
+            if query is not None:
+                state[name] = sorted(repr(tuple(row)) for row in conn.execute(query))
+    home = keel.settings.home
+    state["files"] = sorted(str(p.relative_to(home)) for p in home.rglob("*") if "keel.db" not in p.name)
+    return state
+
+
+def errors_are_problem_json(response) -> None:
+    """Response hook for a TestClient: every error answer is RFC 9457 problem+json about its request."""
+    if response.status_code < 400:
+        return
+    response.read()
+    assert response.headers["content-type"] == "application/problem+json", response.text
+    body = response.json()
+    assert {"type", "title", "status", "detail", "instance"} <= body.keys(), body
+    assert body["status"] == response.status_code
+    assert unquote(body["instance"]) == response.request.url.path

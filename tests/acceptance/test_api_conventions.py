@@ -264,6 +264,7 @@ PAGED = {
     f"{API}/tenants/{{tenant_id}}/users": ("acme:TA", "id"),
     f"{API}/platform/deployments": ("PA", "deployment_id"),
     f"{API}/rbac/bundles": ("SA", "bundle_id"),
+    f"{API}/evidence/receipts": ("CO", "receipt_id"),
 }
 
 

@@ -12,15 +12,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from tests.support import World
+from tests.support import World, make_user
 
-from keel.accounts import service as accounts
 from keel.authz.engine import Resource
-from keel.identity.actor import SYSTEM, Actor
+from keel.identity.actor import Actor
+from keel.identity.personas import Persona
 from keel.kernel.clock import set_clock, utcnow
 from keel.kernel.errors import PermissionDenied
 from keel.rbac.dual_control import dual_signed
-from keel.store.tables import users
 
 BREAK_GLASS = "/api/v1/rbac/break-glass"
 PROBLEM = "application/problem+json"
@@ -41,30 +40,6 @@ def denial(keel, actor: Actor, action: str, resource: Resource, **context) -> di
 
 def workflow(tenant_id: str) -> Resource:
     return Resource("workflow", "WF-7", tenant=tenant_id)
-
-
-def dual(world: World, key: str, *roles: str) -> Actor:
-    """A provider user holding several personas at once; separation of duties must still hold."""
-    with world.keel.uow() as uow:
-        user_id = accounts.insert_user(
-            uow.conn,
-            email=f"{key.lower()}@provider.test",
-            display_name=key,
-            tenant_id=None,
-            roles=list(roles),
-        )
-        uow.conn.execute(users.update().where(users.c.id == user_id).values(status="ACTIVE"))
-        uow.record(
-            "identity.user.created",
-            actor_id=SYSTEM.user_id,
-            tenant_id=None,
-            user_id=user_id,
-            roles=list(roles),
-        )
-        uow.commit()
-    actor = Actor(user_id=user_id, tenant_id=None, roles=frozenset(roles))
-    world.add(key, actor)
-    return actor
 
 
 def ticket(world: World, who: str, tenant: str, actions: list[str], minutes: int = 30):
@@ -192,7 +167,7 @@ def test_break_glass_elevates_only_the_named_tenant_and_actions_until_it_expires
     assert denial(keel, sre, "schema:Rollback", Resource("schema", "GDP-001", tenant=acme))["reason"] == (
         "not_permitted"
     )
-    other_sre = dual(world, "SRE2", "SRE")
+    other_sre = world.add("SRE2", make_user(keel, Persona.SRE, mailbox="sre2"))
     assert denial(keel, other_sre, "workflow:Execute", workflow(acme))["reason"] == "not_permitted"
     assert len(world.events("breakglass.used")) == 2  # denials are not uses
 
@@ -220,7 +195,7 @@ def test_break_glass_cannot_cross_a_tenant_line_even_for_a_tenant_user(world):
 
 
 def test_nobody_approves_their_own_break_glass_ticket(world):
-    requester = dual(world, "PO+SRE", "PO", "SRE")
+    requester = world.add("PO+SRE", make_user(world.keel, Persona.PO, also=(Persona.SRE,)))
     ticket_id = ticket(world, "PO+SRE", "acme", ["workflow:Execute"]).json()["ticket_id"]
     response = world.post("PO+SRE", f"{BREAK_GLASS}/{ticket_id}/approve")
     assert response.status_code == 403
@@ -284,7 +259,7 @@ def test_publishing_without_two_independent_approvals_is_denied_by_dual_control(
     )
 
     # Two signatures do not let one of the approvers publish the change they approved.
-    approver = dual(world, "PA+KA", "PA", "KA")
+    approver = world.add("PA+KA", make_user(keel, Persona.PA, also=(Persona.KA,)))
     own = {approver.user_id, second}
     assert denial(keel, approver, "schema:Publish", publish(own), dual_signed=dual_signed(author, own)) == {
         "reason": "forbidden_by_policy",

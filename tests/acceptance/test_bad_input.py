@@ -16,22 +16,16 @@ import asyncio
 import base64
 import hashlib
 import json
-import uuid
 from datetime import timedelta
-from urllib.parse import unquote
 
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
-from tests.conftest import PG_URL
-from tests.support import World
+from tests.support import World, errors_are_problem_json, store_snapshot
 
-from keel.api.app import create_app
 from keel.api.deps import encode_cursor
-from keel.bootstrap import build
 from keel.kernel.clock import set_clock, utcnow
-from keel.kernel.settings import Settings
-from keel.store.tables import idempotency_keys, ledger_entries, metadata, tenants
+from keel.store.tables import idempotency_keys, ledger_entries, tenants
 
 API = "/api/v1"
 TENANT = {"slug": "initech", "name": "Initech", "admin_email": "admin@initech.test"}
@@ -40,28 +34,10 @@ JSON = {"content-type": "application/json"}
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(module_world):
     """One world for the module (it overrides conftest's per-test one: building it is the slow part)."""
-    overrides: dict = {"home": tmp_path_factory.mktemp("bad-input") / "keel-home", "seed_demo": False}
-    schema = None
-    if PG_URL:  # its own PostgreSQL schema, as conftest's ``settings`` gives each test
-        schema = f"keel_t_{uuid.uuid4().hex[:12]}"
-        with sa.create_engine(PG_URL).begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-        overrides |= {"database_url": PG_URL, "database_schema": schema}
-    keel = build(Settings(**overrides))
-    try:
-        with TestClient(create_app(keel)) as client:
-            client.event_hooks["response"].append(_errors_are_problem_json)
-            yield World.build(keel, client)
-    finally:
-        keel.close()
-        set_clock(None)
-        if schema:
-            engine = sa.create_engine(PG_URL)
-            with engine.begin() as conn:
-                conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-            engine.dispose()
+    module_world.client.event_hooks["response"].append(errors_are_problem_json)
+    return module_world
 
 
 @pytest.fixture
@@ -69,29 +45,6 @@ def clock():
     """Move Keel's clock; the wall clock is back after the test."""
     yield lambda moment: set_clock(lambda: moment)
     set_clock(None)
-
-
-def _errors_are_problem_json(response) -> None:
-    """Response hook: every error any test here provokes is RFC 9457 problem+json."""
-    if response.status_code < 400:
-        return
-    response.read()
-    assert response.headers["content-type"] == "application/problem+json", response.text
-    body = response.json()
-    assert {"type", "title", "status", "detail", "instance"} <= body.keys(), body
-    assert body["status"] == response.status_code
-    assert unquote(body["instance"]) == response.request.url.path
-
-
-def _store(world: World) -> dict:
-    """Every row of every table (the ledger included) and every file under KEEL_HOME."""
-    state = {}
-    with world.keel.engine.connect() as conn:
-        for table in metadata.sorted_tables:
-            state[table.name] = sorted(repr(tuple(row)) for row in conn.execute(sa.select(table)))
-    home = world.keel.settings.home
-    state["files"] = sorted(str(p.relative_to(home)) for p in home.rglob("*") if "keel.db" not in p.name)
-    return state
 
 
 def _refused(answer, status: int, field: str | None = None) -> dict:
@@ -120,21 +73,21 @@ def _tenant_count(world: World) -> int:
     ids=["truncated", "not-json", "trailing-brace", "not-utf8", "single-quotes"],
 )
 def test_malformed_json_is_refused_naming_the_body(world, raw):
-    before = _store(world)
+    before = store_snapshot(world.keel)
 
     problem = _refused(_post_raw(world, f"{API}/tenants", raw), 422, "body")
 
     assert problem["code"] == "invalid_input"
-    assert _store(world) == before
+    assert store_snapshot(world.keel) == before
 
 
 @pytest.mark.parametrize("raw", [b"[]", b'"initech"', b"42", b"null", b""])
 def test_a_body_that_is_not_an_object_is_refused_naming_the_body(world, raw):
-    before = _store(world)
+    before = store_snapshot(world.keel)
 
     _refused(_post_raw(world, f"{API}/tenants", raw), 422, "body")
 
-    assert _store(world) == before
+    assert store_snapshot(world.keel) == before
 
 
 @pytest.mark.parametrize(
@@ -150,13 +103,13 @@ def test_a_body_that_is_not_an_object_is_refused_naming_the_body(world, raw):
     ],
 )
 def test_a_field_of_the_wrong_type_or_range_is_refused_naming_it(world, field, value):
-    before = _store(world)
+    before = store_snapshot(world.keel)
 
     problem = _refused(world.post("PA", f"{API}/tenants", json={**TENANT, field: value}), 422, field)
 
     assert [e["field"] for e in problem["errors"]] == [field]
     assert problem["errors"][0]["in"] == "body"
-    assert _store(world) == before
+    assert store_snapshot(world.keel) == before
 
 
 def test_a_boolean_must_be_a_boolean(world):
@@ -164,34 +117,34 @@ def test_a_boolean_must_be_a_boolean(world):
         "PA", f"{API}/tenants/{world.tenants['globex']}/offboarding-requests", json={"reason": "x"}
     )
     path = f"{API}/tenants/offboarding-requests/{request.json()['request_id']}/decision"
-    before = _store(world)
+    before = store_snapshot(world.keel)
 
     for value in ("yes", 1, "true", None):
         _refused(world.post("PO", path, json={"approve": value}), 422, "approve")
 
-    assert _store(world) == before
+    assert store_snapshot(world.keel) == before
 
 
 @pytest.mark.parametrize("missing", ["slug", "name", "admin_email"])
 def test_a_missing_required_field_is_refused_naming_it(world, missing):
     body = {k: v for k, v in TENANT.items() if k != missing}
-    before = _store(world)
+    before = store_snapshot(world.keel)
 
     problem = _refused(world.post("PA", f"{API}/tenants", json=body), 422, missing)
 
     assert problem["errors"] == [{"field": missing, "in": "body", "message": "Field required"}]
-    assert _store(world) == before
+    assert store_snapshot(world.keel) == before
 
 
 def test_an_unknown_field_is_refused_naming_it(world):
-    before = _store(world)
+    before = store_snapshot(world.keel)
 
     problem = _refused(world.post("PA", f"{API}/tenants", json={**TENANT, "colour": "blue"}), 422, "colour")
 
     assert problem["errors"] == [
         {"field": "colour", "in": "body", "message": "Extra inputs are not permitted"}
     ]
-    assert _store(world) == before
+    assert store_snapshot(world.keel) == before
 
 
 def test_every_request_body_refuses_unknown_fields(world):
@@ -203,7 +156,7 @@ def test_every_request_body_refuses_unknown_fields(world):
         for method, operation in operations.items()
         if "requestBody" in operation
     ]
-    before = _store(world)
+    before = store_snapshot(world.keel)
 
     assert len(with_body) >= 10
     for method, path in with_body:
@@ -212,7 +165,7 @@ def test_every_request_body_refuses_unknown_fields(world):
 
         problem = _refused(answer, 422)
         assert "zz_unknown" in [e["field"] for e in problem["errors"]], (method, path, problem)
-    assert _store(world) == before
+    assert store_snapshot(world.keel) == before
 
 
 def test_validation_errors_never_echo_what_was_sent(world):
@@ -239,11 +192,11 @@ def test_a_nul_character_is_refused_naming_where_it_is(world):
         (world.post("SA", f"{API}/users", json={**NEW_USER, "roles": ["A\x00U"]}), "roles"),
         (world.post("PA", f"{API}/platform/deployments", json={"template": {"key\x00": "v"}}), "template"),
     ]
-    before = _store(world)
+    before = store_snapshot(world.keel)
 
     for answer, field in cases:
         assert "NUL" in _refused(answer, 422, field)["detail"]
-    assert _store(world) == before
+    assert store_snapshot(world.keel) == before
 
 
 @pytest.mark.parametrize(
@@ -258,21 +211,21 @@ def test_a_nul_character_is_refused_naming_where_it_is(world):
     ids=["tree-head", "entry", "entries", "inclusion", "consistency"],
 )
 def test_an_integer_beyond_what_the_store_holds_is_refused_naming_it(world, who, path, params, field):
-    before = _store(world)
+    before = store_snapshot(world.keel)
 
     answer = world.get(who, path, params=params)
 
     _refused(answer, 422, field)
-    assert _store(world) == before
+    assert store_snapshot(world.keel) == before
 
 
 def test_a_quota_beyond_what_the_store_holds_is_refused_naming_it(world):
-    before = _store(world)
+    before = store_snapshot(world.keel)
 
     answer = world.post("PA", f"{API}/tenants", json={**TENANT, "storage_quota_mb": 2**40})
 
     _refused(answer, 422, "storage_quota_mb")
-    assert _store(world) == before
+    assert store_snapshot(world.keel) == before
 
 
 # Oversized bodies --------------------------------------------------------------------------
@@ -283,7 +236,7 @@ def _big_tenant(size: int) -> bytes:
 
 def test_a_body_over_the_declared_limit_is_refused_before_it_is_read(world):
     limit = world.keel.settings.max_body_bytes
-    before = _store(world)
+    before = store_snapshot(world.keel)
 
     answer = _post_raw(world, f"{API}/tenants", _big_tenant(limit))
 
@@ -291,13 +244,13 @@ def test_a_body_over_the_declared_limit_is_refused_before_it_is_read(world):
     problem = _refused(answer, 413)
     assert problem["code"] == "payload_too_large"
     assert problem["limit"] == limit
-    assert _store(world) == before
+    assert store_snapshot(world.keel) == before
 
 
 def test_a_chunked_body_over_the_limit_is_refused(world):
     limit = world.keel.settings.max_body_bytes
     body = _big_tenant(limit)
-    before = _store(world)
+    before = store_snapshot(world.keel)
 
     def chunks():
         for start in range(0, len(body), 65536):
@@ -308,18 +261,18 @@ def test_a_chunked_body_over_the_limit_is_refused(world):
     assert "content-length" not in answer.request.headers
     assert answer.request.headers["transfer-encoding"] == "chunked"
     _refused(answer, 413)
-    assert _store(world) == before
+    assert store_snapshot(world.keel) == before
 
 
 def test_a_body_over_the_limit_is_refused_even_where_the_route_never_reads_it(world):
     limit = world.keel.settings.max_body_bytes
     path = f"{API}/tenants/{world.tenants['acme']}/evidence-archives"
-    before = _store(world)
+    before = store_snapshot(world.keel)
 
     answer = world.client.post(path, content=b" " * (limit + 1), headers={**world.headers("CO"), **JSON})
 
     _refused(answer, 413)
-    assert _store(world) == before
+    assert store_snapshot(world.keel) == before
 
 
 def test_an_endless_body_is_cut_off_at_the_limit_without_being_buffered(world):
@@ -360,23 +313,23 @@ def test_an_endless_body_is_cut_off_at_the_limit_without_being_buffered(world):
         "client": ("127.0.0.1", 50000),
         "server": ("testserver", 80),
     }
-    before = _store(world)
+    before = store_snapshot(world.keel)
 
     asyncio.run(app(scope, receive, send))
 
     assert sent[0]["status"] == 413
     assert (b"content-type", b"application/problem+json") in sent[0]["headers"]
     assert pulled <= limit + chunk
-    assert _store(world) == before
+    assert store_snapshot(world.keel) == before
 
 
 def test_a_content_length_that_is_not_a_number_is_refused(world):
-    before = _store(world)
+    before = store_snapshot(world.keel)
 
     answer = _post_raw(world, f"{API}/tenants", b"{}", headers={"content-length": "lots"})
 
     assert _refused(answer, 400)["code"] == "bad_request"
-    assert _store(world) == before
+    assert store_snapshot(world.keel) == before
 
 
 # Unknown tenants, routes and methods -------------------------------------------------------
@@ -412,13 +365,13 @@ UNKNOWN = "TEN-20260101-ZZZZZZZZ"
 def test_an_unknown_tenant_is_not_found(world, who, method, path, body):
     # Each caller is one the route would serve for an existing tenant. (Writing a secret
     # is left out: only the tenant's own TA/DE may, so for an unknown tenant nobody can.)
-    before = _store(world)
+    before = store_snapshot(world.keel)
 
     answer = world.client.request(method, path, json=body, headers=world.headers(who))
 
     problem = _refused(answer, 404)
     assert (problem["code"], problem["kind"]) == ("not_found", "tenant")
-    assert _store(world) == before
+    assert store_snapshot(world.keel) == before
 
 
 @pytest.mark.parametrize(
@@ -426,13 +379,13 @@ def test_an_unknown_tenant_is_not_found(world, who, method, path, body):
     [("GET", f"{API}/nope"), ("GET", "/api/v2/tenants"), ("POST", f"{API}/tenants/a/b/c"), ("GET", "/")],
 )
 def test_an_unknown_route_is_not_found(world, method, path):
-    before = _store(world)
+    before = store_snapshot(world.keel)
 
     answer = world.client.request(method, path, headers=world.headers("PA"))
 
     problem = _refused(answer, 404)
     assert (problem["code"], problem["title"]) == ("not_found", "Not Found")
-    assert _store(world) == before
+    assert store_snapshot(world.keel) == before
 
 
 @pytest.mark.parametrize(
@@ -445,7 +398,7 @@ def test_an_unknown_route_is_not_found(world, method, path):
     ],
 )
 def test_a_wrong_method_is_refused_naming_the_allowed_ones(world, method, path, allowed):
-    before = _store(world)
+    before = store_snapshot(world.keel)
 
     answer = world.client.request(method, path, headers=world.headers("PA"))
 
@@ -453,7 +406,7 @@ def test_a_wrong_method_is_refused_naming_the_allowed_ones(world, method, path, 
     assert problem["code"] == "method_not_allowed"
     assert answer.headers["allow"] == allowed
     assert allowed in problem["detail"]
-    assert _store(world) == before
+    assert store_snapshot(world.keel) == before
 
 
 # Credentials --------------------------------------------------------------------------------
@@ -462,14 +415,14 @@ def test_a_wrong_method_is_refused_naming_the_allowed_ones(world, method, path, 
     ["Basic dXNlcjpwYXNz", "Bearer", "Bearer ", "tok_abc", "Bearer tok_unknown", "Token abc", "Bearer a b"],
 )
 def test_a_malformed_or_unknown_authorization_header_is_unauthenticated(world, authorization):
-    before = _store(world)
+    before = store_snapshot(world.keel)
 
     answer = world.client.post(f"{API}/tenants", json=TENANT, headers={"Authorization": authorization})
 
     problem = _refused(answer, 401)
     assert problem["code"] == "unauthenticated"
     assert answer.headers["www-authenticate"] == "Bearer"
-    assert _store(world) == before
+    assert store_snapshot(world.keel) == before
 
 
 def test_an_expired_token_is_refused_once_the_clock_passes_its_expiry(world, clock):
@@ -477,7 +430,7 @@ def test_an_expired_token_is_refused_once_the_clock_passes_its_expiry(world, clo
     headers = {"Authorization": f"Bearer {short['token']}"}
     assert world.client.get(f"{API}/me", headers=headers).status_code == 200
     clock(utcnow() + timedelta(days=1, seconds=1))
-    before = _store(world)
+    before = store_snapshot(world.keel)
 
     answer = world.client.post(f"{API}/tenants", json=TENANT, headers=headers)
 
@@ -485,7 +438,7 @@ def test_an_expired_token_is_refused_once_the_clock_passes_its_expiry(world, clo
     assert problem["detail"] == "the token has expired"
     assert answer.headers["www-authenticate"] == "Bearer"
     assert world.get("PA", f"{API}/me").status_code == 200  # the 30-day token still works
-    assert _store(world) == before
+    assert store_snapshot(world.keel) == before
 
 
 def _browser(world: World, email: str, roles: list[str]) -> TestClient:
@@ -496,7 +449,7 @@ def _browser(world: World, email: str, roles: list[str]) -> TestClient:
     )
     assert created.status_code == 201, created.text
     browser = TestClient(world.client.app)
-    browser.event_hooks["response"].append(_errors_are_problem_json)
+    browser.event_hooks["response"].append(errors_are_problem_json)
     signed_in = browser.post(f"{API}/auth/sign-in", json={"email": email, "password": password})
     assert signed_in.status_code == 200, signed_in.text
     assert browser.get(f"{API}/me").status_code == 200
@@ -506,35 +459,35 @@ def _browser(world: World, email: str, roles: list[str]) -> TestClient:
 def test_an_expired_session_is_refused(world, clock):
     browser = _browser(world, "sessions@provider.test", ["AU"])
     clock(utcnow() + timedelta(minutes=world.keel.settings.session_ttl_minutes, seconds=1))
-    before = _store(world)
+    before = store_snapshot(world.keel)
 
     answer = browser.get(f"{API}/me")
 
     assert _refused(answer, 401)["detail"] == "the session has expired"
     assert answer.headers["www-authenticate"] == "Bearer"
-    assert _store(world) == before
+    assert store_snapshot(world.keel) == before
 
 
 def test_a_revoked_token_is_refused(world):
     token = world.post("PA", f"{API}/me/tokens", json={"name": "to-revoke", "ttl_days": 1}).json()
     headers = {"Authorization": f"Bearer {token['token']}"}
     assert world.client.delete(f"{API}/tokens/{token['id']}", headers=headers).status_code == 200
-    before = _store(world)
+    before = store_snapshot(world.keel)
 
     answer = world.client.post(f"{API}/tenants", json=TENANT, headers=headers)
 
     assert _refused(answer, 401)["detail"] == "the token is unknown or revoked"
-    assert _store(world) == before
+    assert store_snapshot(world.keel) == before
 
 
 def test_a_session_change_without_the_csrf_header_is_refused(world):
     browser = _browser(world, "csrf@provider.test", ["PA"])
-    before = _store(world)
+    before = store_snapshot(world.keel)
 
     answer = browser.post(f"{API}/tenants", json=TENANT)
 
     assert "X-Keel-CSRF" in _refused(answer, 401)["detail"]
-    assert _store(world) == before
+    assert store_snapshot(world.keel) == before
 
 
 # Pagination parameters ----------------------------------------------------------------------
@@ -551,12 +504,12 @@ def test_a_session_change_without_the_csrf_header_is_refused(world):
 )
 @pytest.mark.parametrize("path", [f"{API}/tenants", f"{API}/users"])
 def test_a_cursor_this_api_did_not_issue_is_refused_naming_it(world, path, cursor):
-    before = _store(world)
+    before = store_snapshot(world.keel)
 
     answer = world.get("PA" if path.endswith("tenants") else "SA", path, params={"cursor": cursor})
 
     _refused(answer, 422, "cursor")
-    assert _store(world) == before
+    assert store_snapshot(world.keel) == before
 
 
 @pytest.mark.parametrize("limit", ["0", "-1", "501", "ten", "1.5"])
@@ -597,25 +550,25 @@ def test_a_replayed_key_with_the_same_body_answers_the_first_response_and_acts_o
 
 def test_a_replayed_key_with_a_different_body_is_a_conflict_naming_the_key(world):
     assert _provision(world, "replay-2", _tenant("first-body")).status_code == 201
-    before = _store(world)
+    before = store_snapshot(world.keel)
 
     answer = _provision(world, "replay-2", _tenant("second-body"))
 
     problem = _refused(answer, 409, "Idempotency-Key")
     assert problem["code"] == "conflict"
-    assert _store(world) == before
+    assert store_snapshot(world.keel) == before
 
 
 def test_a_key_reused_on_another_route_is_a_conflict(world):
     world.post(
         "PA", f"{API}/me/tokens", json={"name": "t", "ttl_days": 1}, headers={"Idempotency-Key": "shared-key"}
     )
-    before = _store(world)
+    before = store_snapshot(world.keel)
 
     answer = _provision(world, "shared-key", _tenant("other-route"))
 
     _refused(answer, 409, "Idempotency-Key")
-    assert _store(world) == before
+    assert store_snapshot(world.keel) == before
 
 
 def test_keys_belong_to_their_caller(world):
@@ -652,7 +605,7 @@ def test_a_replayed_token_creation_does_not_show_the_secret_twice(world):
     ],
 )
 def test_a_failed_creation_can_be_retried_with_the_same_key(world, slug, bad, status, field):
-    before = _store(world)
+    before = store_snapshot(world.keel)
 
     failed = _provision(world, f"retry-{slug}", bad)
     again = _provision(world, f"retry-{slug}", bad)
@@ -660,7 +613,7 @@ def test_a_failed_creation_can_be_retried_with_the_same_key(world, slug, bad, st
     _refused(failed, status, field)
     _refused(again, status, field)
     assert "idempotent-replayed" not in again.headers
-    assert _store(world) == before, "a failed request left its key or anything else behind"
+    assert store_snapshot(world.keel) == before, "a failed request left its key or anything else behind"
     fixed = _provision(world, f"retry-{slug}", _tenant(slug))
     assert fixed.status_code == 201, fixed.text
     assert _created_events(world, slug) == 1
@@ -683,22 +636,22 @@ def test_a_key_still_in_flight_is_a_conflict(world):
                 created_at=utcnow(),
             )
         )
-    before = _store(world)
+    before = store_snapshot(world.keel)
 
     answer = _post_raw(world, f"{API}/tenants", body, headers={"Idempotency-Key": "in-flight"})
 
     assert "still in progress" in _refused(answer, 409, "Idempotency-Key")["detail"]
-    assert _store(world) == before
+    assert store_snapshot(world.keel) == before
 
 
 @pytest.mark.parametrize("key", ["", "k" * 201])
 def test_an_idempotency_key_of_the_wrong_length_is_refused_naming_it(world, key):
-    before = _store(world)
+    before = store_snapshot(world.keel)
 
     answer = _provision(world, key, _tenant("bad-key"))
 
     _refused(answer, 422, "Idempotency-Key")
-    assert _store(world) == before
+    assert store_snapshot(world.keel) == before
     assert world.scalar(sa.select(sa.func.count()).select_from(ledger_entries)) == len(
         before["ledger_entries"]
     )

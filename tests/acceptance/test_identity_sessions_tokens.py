@@ -13,7 +13,6 @@ import json
 from datetime import timedelta
 
 import sqlalchemy as sa
-from fastapi.testclient import TestClient
 from tests.support import World
 
 from keel.kernel.clock import set_clock, utcnow
@@ -30,20 +29,8 @@ def _member(world: World, email: str, roles: list[str], slug: str = "acme") -> d
     return answer.json()
 
 
-def _browser(world: World, email: str, password: str = PASSWORD) -> TestClient:
-    browser = TestClient(world.client.app)
-    answer = browser.post("/api/v1/auth/sign-in", json={"email": email, "password": password})
-    assert answer.status_code == 200, answer.text
-    return browser
-
-
 def _bearer(token: str) -> dict:
     return {"Authorization": f"Bearer {token}"}
-
-
-def _rows(world: World, query) -> list:
-    with world.keel.engine.connect() as conn:
-        return list(conn.execute(query))
 
 
 def _move_clock(by: timedelta) -> None:
@@ -60,13 +47,13 @@ def test_api_tokens_are_random_and_stored_only_as_a_sha256(world):
     tokens = [first.json()["token"], second.json()["token"]]
     assert tokens[0] != tokens[1]
     assert all(t.startswith("keel_tok_") and len(t) >= 40 for t in tokens)
-    rows = _rows(
-        world, sa.select(api_tokens).where(api_tokens.c.id.in_([first.json()["id"], second.json()["id"]]))
+    rows = world.rows(
+        sa.select(api_tokens).where(api_tokens.c.id.in_([first.json()["id"], second.json()["id"]]))
     )
     assert sorted(r.token_hash for r in rows) == sorted(
         hashlib.sha256(t.encode()).hexdigest() for t in tokens
     )
-    stored = repr([tuple(r) for r in _rows(world, sa.select(api_tokens))])
+    stored = repr([tuple(r) for r in world.rows(sa.select(api_tokens))])
     assert not any(t in stored for t in tokens)
     listed = world.get("acme:DE", "/api/v1/me/tokens")
     assert listed.status_code == 200
@@ -78,7 +65,7 @@ def test_api_tokens_are_random_and_stored_only_as_a_sha256(world):
 def test_a_token_is_scoped_to_its_tenant_and_to_a_subset_of_its_holders_roles(world):
     acme = world.tenants["acme"]
     _member(world, "both@acme.test", ["AN", "DE"])
-    with _browser(world, "both@acme.test") as browser:
+    with world.sign_in("both@acme.test", PASSWORD) as browser:
         narrow = browser.post("/api/v1/me/tokens", json={"name": "read-only", "roles": ["AN"]}, headers=CSRF)
         wide = browser.post("/api/v1/me/tokens", json={"name": "all"}, headers=CSRF)
         foreign = browser.post("/api/v1/me/tokens", json={"name": "x", "roles": ["TA"]}, headers=CSRF)
@@ -151,7 +138,7 @@ def test_nobody_but_the_holder_or_the_security_admin_revokes_a_token(world):
 def test_passwords_are_stored_as_argon2id_hashes(world):
     user = _member(world, "hashed@acme.test", ["AN"])
 
-    stored = _rows(world, sa.select(users.c.password_hash).where(users.c.id == user["id"]))[0].password_hash
+    stored = world.rows(sa.select(users.c.password_hash).where(users.c.id == user["id"]))[0].password_hash
 
     assert stored.startswith("$argon2id$")
     assert PASSWORD not in stored
@@ -179,7 +166,7 @@ def test_wrong_password_is_refused_and_evidenced_without_the_email_in_clear(worl
     ]
     # Keyed: a bare hash of a guessed address does not match the ledger.
     assert all(hashlib.sha256(b"victim@acme.test").hexdigest() not in e["payload"]["login"] for e in failed)
-    raw = [r.event_json for r in _rows(world, sa.select(ledger_entries.c.event_json))]
+    raw = [r.event_json for r in world.rows(sa.select(ledger_entries.c.event_json))]
     assert not any("victim@acme.test" in j or "nobody@acme.test" in j for j in raw)
 
 
@@ -202,7 +189,7 @@ def test_session_cookie_is_http_only_and_same_site_strict(world):
 
 def test_state_changes_on_a_session_need_the_csrf_header(world):
     _member(world, "csrf@acme.test", ["DE"])
-    with _browser(world, "csrf@acme.test") as browser:
+    with world.sign_in("csrf@acme.test", PASSWORD) as browser:
         read = browser.get("/api/v1/me")
         forged = browser.post("/api/v1/me/tokens", json={"name": "forged"})
         genuine = browser.post("/api/v1/me/tokens", json={"name": "genuine"}, headers=CSRF)
@@ -220,7 +207,7 @@ def test_state_changes_on_a_session_need_the_csrf_header(world):
 
 def test_sign_out_revokes_the_session(world):
     _member(world, "leaving@acme.test", ["AN"])
-    with _browser(world, "leaving@acme.test") as browser:
+    with world.sign_in("leaving@acme.test", PASSWORD) as browser:
         secret = browser.cookies["keel_session"]
 
         out = browser.post("/api/v1/auth/sign-out", headers=CSRF)
@@ -233,7 +220,7 @@ def test_sign_out_revokes_the_session(world):
 
 def test_a_session_expires(world):
     _member(world, "sleepy@acme.test", ["AN"])
-    with _browser(world, "sleepy@acme.test") as browser:
+    with world.sign_in("sleepy@acme.test", PASSWORD) as browser:
         _move_clock(timedelta(minutes=world.keel.settings.session_ttl_minutes, seconds=1))
         answer = browser.get("/api/v1/me")
 

@@ -13,8 +13,6 @@ import pytest
 import sqlalchemy as sa
 from tests.support import PROVIDER, World, make_user
 
-from keel.accounts import service as accounts
-from keel.identity.actor import SYSTEM, Actor
 from keel.identity.personas import Persona
 from keel.store.tables import incidents, platform_keys, users
 
@@ -240,7 +238,7 @@ def test_only_the_platform_owner_approves_and_never_a_request_of_their_own(keel,
         assert response.json()["action"] == "platform:ApproveDeployment"
 
     # One person holding both PA and PO still cannot approve what they requested.
-    world.add("PA+PO", _dual(keel, "PA", "PO"))
+    world.add("PA+PO", make_user(keel, Persona.PA, also=(Persona.PO,)))
     own = world.post("PA+PO", API, json={}).json()["deployment_id"]
     response = world.post("PA+PO", f"{API}/{own}/approve")
     assert response.status_code == 403
@@ -269,28 +267,6 @@ def test_only_the_security_admin_signs_off_a_deployment(keel, client):
         response = world.post(who, f"{API}/{dep_id}/reject", json={"reason": "no"})
         assert response.status_code == 403, who
     assert world.get("PA", f"{API}/{dep_id}").json()["status"] == "DEPLOYED"
-
-
-def _dual(keel, *roles: str):
-    """A provider user holding several personas at once (SoD must still hold)."""
-    with keel.uow() as uow:
-        user_id = accounts.insert_user(
-            uow.conn,
-            email=f"{'-'.join(roles).lower()}@provider.test",
-            display_name=" and ".join(roles),
-            tenant_id=None,
-            roles=list(roles),
-        )
-        uow.conn.execute(users.update().where(users.c.id == user_id).values(status="ACTIVE"))
-        uow.record(
-            "identity.user.created",
-            actor_id=SYSTEM.user_id,
-            tenant_id=None,
-            user_id=user_id,
-            roles=list(roles),
-        )
-        uow.commit()
-    return Actor(user_id=user_id, tenant_id=None, roles=frozenset(roles))
 
 
 # -- Template error → fail job, log -------------------------------------------------------------

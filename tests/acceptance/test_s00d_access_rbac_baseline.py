@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import copy
 
-from tests.support import PROVIDER, World
+from tests.support import PROVIDER, World, make_user
 
-from keel.accounts import service as accounts
 from keel.authz.bundles import baseline_bundle
-from keel.identity.actor import SYSTEM, Actor
-from keel.store.tables import users
+from keel.identity.personas import Persona
 
 API = "/api/v1/rbac"
 DEPLOYMENTS = "/api/v1/platform/deployments"
@@ -63,29 +61,6 @@ def without(document: dict, role: str, permission: str, name: str = "least-privi
             assert permission in entry["permissions"], "the test removes a permission the role holds"
             entry["permissions"] = [p for p in entry["permissions"] if p != permission]
     return changed
-
-
-def dual(world: World, key: str, *roles: str) -> str:
-    """Add a provider user holding several personas at once; separation of duties must still hold."""
-    with world.keel.uow() as uow:
-        user_id = accounts.insert_user(
-            uow.conn,
-            email=f"{key.lower()}@provider.test",
-            display_name=key,
-            tenant_id=None,
-            roles=list(roles),
-        )
-        uow.conn.execute(users.update().where(users.c.id == user_id).values(status="ACTIVE"))
-        uow.record(
-            "identity.user.created",
-            actor_id=SYSTEM.user_id,
-            tenant_id=None,
-            user_id=user_id,
-            roles=list(roles),
-        )
-        uow.commit()
-    world.add(key, Actor(user_id=user_id, tenant_id=None, roles=frozenset(roles)))
-    return user_id
 
 
 # -- Given defined roles, when applied, then enforced and review passes --------------------------------
@@ -413,7 +388,7 @@ def test_each_lifecycle_step_belongs_to_its_persona_and_everyone_else_is_denied(
 
 def test_the_security_admin_who_defined_a_bundle_cannot_apply_it(keel, client):
     world = deployed_world(keel, client)
-    dual(world, "SA+PA", "SA", "PA")
+    world.add("SA+PA", make_user(keel, Persona.SA, also=(Persona.PA,)))
     bundle_id = define(world, who="SA+PA").json()["bundle_id"]
     response = world.post("SA+PA", f"{API}/bundles/{bundle_id}/apply")
     assert response.status_code == 403
@@ -428,7 +403,7 @@ def test_the_security_admin_who_defined_a_bundle_cannot_apply_it(keel, client):
 
 def test_the_compliance_officer_who_defined_a_bundle_cannot_review_it(keel, client):
     world = deployed_world(keel, client)
-    dual(world, "SA+CO", "SA", "CO")
+    world.add("SA+CO", make_user(keel, Persona.SA, also=(Persona.CO,)))
     bundle_id = define(world, who="SA+CO").json()["bundle_id"]
     world.post("PA", f"{API}/bundles/{bundle_id}/apply")
     response = world.post("SA+CO", f"{API}/bundles/{bundle_id}/review", json={"approve": True})
@@ -437,7 +412,7 @@ def test_the_compliance_officer_who_defined_a_bundle_cannot_review_it(keel, clie
 
 def test_the_platform_admin_who_applied_a_bundle_cannot_review_it(keel, client):
     world = deployed_world(keel, client)
-    dual(world, "PA+CO", "PA", "CO")
+    world.add("PA+CO", make_user(keel, Persona.PA, also=(Persona.CO,)))
     bundle_id = define(world).json()["bundle_id"]
     assert world.post("PA+CO", f"{API}/bundles/{bundle_id}/apply").status_code == 200
     response = world.post("PA+CO", f"{API}/bundles/{bundle_id}/review", json={"approve": True})

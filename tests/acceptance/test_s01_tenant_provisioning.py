@@ -13,7 +13,6 @@ from pathlib import Path
 
 import duckdb
 import sqlalchemy as sa
-from fastapi.testclient import TestClient
 from tests.support import World
 
 from keel.store.tables import incidents, invitations, tenant_keys, tenants, users
@@ -35,19 +34,6 @@ def _data_file(world: World, tenant_id: str) -> Path:
 def _tenant_dirs(world: World) -> set[str]:
     root = world.keel.settings.home / "tenants"
     return {p.name for p in root.iterdir()} if root.exists() else set()
-
-
-def _rows(world: World, query: sa.Select) -> list:
-    with world.keel.engine.connect() as conn:
-        return list(conn.execute(query))
-
-
-def _signed_in(world: World, email: str, password: str) -> TestClient:
-    """A separate browser: its own cookie jar holding the session cookie."""
-    browser = TestClient(world.client.app)
-    answer = browser.post("/api/v1/auth/sign-in", json={"email": email, "password": password})
-    assert answer.status_code == 200, answer.text
-    return browser
 
 
 # Given active infra, when provisioned, then identity, resources, TA access -------------------
@@ -83,14 +69,14 @@ def test_provisioning_creates_tenant_identity_its_own_duckdb_and_data_key(world)
     assert {"raw", "gdp", "kpi"} <= schemas
     assert owner == (tenant_id,)
     # Its own data key, wrapped by the master key, distinct from every other tenant's.
-    keys = {r.tenant_id: r for r in _rows(world, sa.select(tenant_keys))}
+    keys = {r.tenant_id: r for r in world.rows(sa.select(tenant_keys))}
     assert keys[tenant_id].wrapped_key is not None and keys[tenant_id].destroyed_at is None
     with world.keel.engine.connect() as conn:
         own = world.keel.keyring.tenant_key(conn, tenant_id)
         others = {world.keel.keyring.tenant_key(conn, t) for t in world.tenants.values()}
     assert len(own) == 32 and own not in others
     # The admin is invited, not active: no password, no access yet.
-    admin = _rows(world, sa.select(users).where(users.c.tenant_id == tenant_id))
+    admin = world.rows(sa.select(users).where(users.c.tenant_id == tenant_id))
     assert [(u.email, u.status, u.password_hash) for u in admin] == [("admin@initech.test", "INVITED", None)]
     created = [e for e in world.events("tenant.created") if e["tenant_id"] == tenant_id]
     assert [e["payload"] for e in created] == [
@@ -130,12 +116,12 @@ def test_security_admin_validation_activates_tenant_with_receipt_and_one_time_in
             "passed": True,
         },
     }
-    admin_id = _rows(world, sa.select(users.c.id).where(users.c.tenant_id == tenant_id))[0].id
+    admin_id = world.rows(sa.select(users.c.id).where(users.c.tenant_id == tenant_id))[0].id
     invitation = view["invitation"]
     assert invitation["user_id"] == admin_id
     assert invitation["token"].startswith("keel_inv_")
     # Only the hash is stored; the invitation is shown in this one answer and never again.
-    stored = _rows(world, sa.select(invitations.c.token_hash).where(invitations.c.user_id == admin_id))
+    stored = world.rows(sa.select(invitations.c.token_hash).where(invitations.c.user_id == admin_id))
     assert [r.token_hash for r in stored] == [hashlib.sha256(invitation["token"].encode()).hexdigest()]
     again = world.get("CO", f"/api/v1/tenants/{tenant_id}")  # the Compliance Officer reviews receipts
     assert again.status_code == 200
@@ -161,8 +147,8 @@ def test_validating_twice_is_refused_and_issues_no_second_invitation(world):
 
     assert again.status_code == 409
     assert again.json()["code"] == "conflict"
-    admin = _rows(world, sa.select(users.c.id).where(users.c.tenant_id == tenant_id))[0].id
-    assert len(_rows(world, sa.select(invitations).where(invitations.c.user_id == admin))) == 1
+    admin = world.rows(sa.select(users.c.id).where(users.c.tenant_id == tenant_id))[0].id
+    assert len(world.rows(sa.select(invitations).where(invitations.c.user_id == admin))) == 1
 
 
 def test_tenant_admin_accepts_invitation_signs_in_and_manages_members_and_tokens(world):
@@ -178,7 +164,7 @@ def test_tenant_admin_accepts_invitation_signs_in_and_manages_members_and_tokens
     assert accepted.json()["status"] == "ACTIVE" and accepted.json()["roles"] == ["TA"]
     reused = world.client.post("/api/v1/auth/invitations/accept", json={"token": token, "password": password})
     assert reused.status_code == 401
-    with _signed_in(world, "admin@initech.test", password) as browser:
+    with world.sign_in("admin@initech.test", password) as browser:
         me = browser.get("/api/v1/me").json()
         assert (me["tenant_id"], me["effective_roles"], me["auth"]) == (tenant_id, ["TA"], "session")
         member = {"email": "de@initech.test", "display_name": "Data Engineer", "roles": ["DE"]}
@@ -234,8 +220,8 @@ def test_tenant_admin_cannot_sign_in_before_validation(world):
 
     assert answer.status_code == 401
     assert answer.json()["code"] == "unauthenticated"
-    admin = _rows(world, sa.select(users.c.id).where(users.c.tenant_id == tenant_id))[0].id
-    assert _rows(world, sa.select(invitations).where(invitations.c.user_id == admin)) == []
+    admin = world.rows(sa.select(users.c.id).where(users.c.tenant_id == tenant_id))[0].id
+    assert world.rows(sa.select(invitations).where(invitations.c.user_id == admin)) == []
     member = world.post(
         "PA",
         f"/api/v1/tenants/{tenant_id}/users",
@@ -257,11 +243,11 @@ def _assert_torn_down(world: World, tenant_id: str, answer) -> None:
         None,
     )
     assert not (world.keel.settings.home / "tenants" / tenant_id).exists()
-    key = _rows(world, sa.select(tenant_keys).where(tenant_keys.c.tenant_id == tenant_id))[0]
+    key = world.rows(sa.select(tenant_keys).where(tenant_keys.c.tenant_id == tenant_id))[0]
     assert key.wrapped_key is None and key.destroyed_at is not None
-    members = _rows(world, sa.select(users).where(users.c.tenant_id == tenant_id))
+    members = world.rows(sa.select(users).where(users.c.tenant_id == tenant_id))
     assert [u.status for u in members] == ["DISABLED"]
-    assert _rows(world, sa.select(invitations).where(invitations.c.user_id == members[0].id)) == []
+    assert world.rows(sa.select(invitations).where(invitations.c.user_id == members[0].id)) == []
     signin = world.client.post(
         "/api/v1/auth/sign-in", json={"email": "admin@initech.test", "password": "any password at all"}
     )
@@ -305,15 +291,15 @@ def test_validation_failing_because_storage_belongs_to_another_tenant_tears_it_d
 
 # Allocation fails part-way -> alert, nothing half-made -----------------------------------------
 def _nothing_made(world: World, slug: str, keys_before: int, dirs_before: set[str]) -> None:
-    assert _rows(world, sa.select(tenants).where(tenants.c.slug == slug)) == []
-    assert len(_rows(world, sa.select(tenant_keys))) == keys_before
+    assert world.rows(sa.select(tenants).where(tenants.c.slug == slug)) == []
+    assert len(world.rows(sa.select(tenant_keys))) == keys_before
     assert _tenant_dirs(world) == dirs_before
     created = [e for e in world.events() if e["payload"].get("slug") == slug and e["tenant_id"]]
     assert created == []
 
 
 def test_duplicate_admin_email_after_the_tenant_row_was_written_leaves_nothing_behind(world):
-    keys_before, dirs_before = len(_rows(world, sa.select(tenant_keys))), _tenant_dirs(world)
+    keys_before, dirs_before = len(world.rows(sa.select(tenant_keys))), _tenant_dirs(world)
 
     answer = world.post(
         "PA",
@@ -327,7 +313,7 @@ def test_duplicate_admin_email_after_the_tenant_row_was_written_leaves_nothing_b
 
 
 def test_data_plane_that_cannot_be_allocated_raises_an_alert_and_leaves_nothing_behind(world):
-    keys_before = len(_rows(world, sa.select(tenant_keys)))
+    keys_before = len(world.rows(sa.select(tenant_keys)))
     root = world.keel.settings.home / "tenants"
     # A regular file where the data-plane root directory should be: no tenant directory
     # can be created under it (this works even when the tests run as root).
@@ -343,7 +329,7 @@ def test_data_plane_that_cannot_be_allocated_raises_an_alert_and_leaves_nothing_
     assert answer.json()["code"] == "allocation_failed"
     assert str(world.keel.settings.home) not in answer.text  # no server paths in the answer
     _nothing_made(world, "initech", keys_before, set(world.tenants.values()))
-    alerts = _rows(world, sa.select(incidents).where(incidents.c.kind == "tenant.allocation.failed"))
+    alerts = world.rows(sa.select(incidents).where(incidents.c.kind == "tenant.allocation.failed"))
     assert len(alerts) == 1 and alerts[0].tenant_id is None
     opened = [e for e in world.events("incident.opened") if e["payload"]["incident_id"] == alerts[0].id]
     assert [(e["actor_id"], e["payload"]["kind"]) for e in opened] == [
@@ -363,7 +349,7 @@ def test_provisioning_before_the_platform_is_deployed_is_blocked(keel, client):
     assert answer.status_code == 409
     assert answer.json()["code"] == "blocked"
     assert "not deployed" in answer.json()["detail"]
-    assert _rows(world, sa.select(tenants)) == []
+    assert world.rows(sa.select(tenants)) == []
     assert _tenant_dirs(world) == set()
 
 
@@ -375,7 +361,7 @@ def test_only_the_platform_admin_may_provision_a_tenant(world):
 
     assert answers == dict.fromkeys(PERSONAS, 403)
     assert len(world.events("authz.denied")) == denials_before + len(PERSONAS)
-    assert len(_rows(world, sa.select(tenants))) == 2
+    assert len(world.rows(sa.select(tenants))) == 2
 
 
 def test_only_the_security_admin_may_validate_a_tenant(world):
@@ -425,7 +411,7 @@ def test_bad_provisioning_input_is_refused_naming_the_field(world):
         "storage_quota_mb": "storage_quota_mb",
         "colour": "colour",
     }
-    assert _rows(world, sa.select(tenants).where(tenants.c.slug == "okslug")) == []
+    assert world.rows(sa.select(tenants).where(tenants.c.slug == "okslug")) == []
     assert len(_tenant_dirs(world)) == 2
 
 
@@ -447,4 +433,4 @@ def test_provisioning_replayed_with_the_same_idempotency_key_creates_one_tenant(
     assert (first.status_code, replay.status_code, different.status_code) == (201, 201, 409)
     assert replay.json() == first.json()
     assert replay.headers["Idempotent-Replayed"] == "true"
-    assert len(_rows(world, sa.select(tenants).where(tenants.c.slug == "initech"))) == 1
+    assert len(world.rows(sa.select(tenants).where(tenants.c.slug == "initech"))) == 1

@@ -11,12 +11,8 @@ import re
 
 import pytest
 import sqlalchemy as sa
-from fastapi.testclient import TestClient
-from tests.support import World
+from tests.support import World, served_world
 
-from keel.api.app import create_app
-from keel.bootstrap import build
-from keel.kernel.clock import set_clock
 from keel.store.tables import tenant_keys, tenants
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
@@ -25,13 +21,8 @@ ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
 @pytest.fixture
 def capped_world(settings):
     """A platform whose quota is two tenants; World.build provisions two (acme, globex)."""
-    keel = build(settings.model_copy(update={"max_tenants": 2}))
-    try:
-        with TestClient(create_app(keel)) as client:
-            yield World.build(keel, client)
-    finally:
-        keel.close()
-        set_clock(None)
+    with served_world(settings.model_copy(update={"max_tenants": 2})) as world:
+        yield world
 
 
 def _provision(world: World, slug: str):

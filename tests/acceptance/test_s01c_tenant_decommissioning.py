@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from fastapi.testclient import TestClient
 from tests.support import World
 
 from keel.evidence.offline import verify_export
@@ -96,11 +95,8 @@ def test_approved_offboarding_archives_evidence_then_revokes_access_deletes_stor
         "password": "a long password!",
     }
     assert world.post("acme:TA", f"/api/v1/tenants/{acme}/users", json=member).status_code == 201
-    browser = TestClient(world.client.app)
-    signin = browser.post(
-        "/api/v1/auth/sign-in", json={"email": member["email"], "password": member["password"]}
-    )
-    assert signin.status_code == 200 and browser.get("/api/v1/me").status_code == 200
+    browser = world.sign_in(member["email"], member["password"])
+    assert browser.get("/api/v1/me").status_code == 200
 
     requested = _request(world)
     assert requested.status_code == 201, requested.text
@@ -260,10 +256,7 @@ def test_the_requester_never_approves_its_own_offboarding_request(world):
         "password": "a long password!",
     }
     assert world.post("SA", "/api/v1/users", json=both).status_code == 201
-    browser = TestClient(world.client.app)
-    assert browser.post(
-        "/api/v1/auth/sign-in", json={"email": both["email"], "password": both["password"]}
-    ).is_success
+    browser = world.sign_in(both["email"], both["password"])
     world.tokens["PAPO"] = browser.post("/api/v1/me/tokens", json={"name": "both"}, headers=CSRF).json()[
         "token"
     ]

@@ -18,23 +18,16 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from fastapi.testclient import TestClient
-from tests.conftest import PG_URL
-from tests.support import PROVIDER, TENANT, World
+from tests.support import PROVIDER, TENANT, World, errors_are_problem_json, store_snapshot
 
-from keel.api.app import create_app
 from keel.authz.baseline import generate_policies
 from keel.authz.engine import PolicyEngine, Principal, Resource
-from keel.bootstrap import build
-from keel.kernel.clock import set_clock
 from keel.kernel.errors import PermissionDenied
-from keel.kernel.settings import Settings
 from keel.store.tables import ledger_entries, metadata, metric_samples
 
 try:
@@ -122,6 +115,10 @@ PROBES: dict[tuple[str, str], Probe] = {
         "tenant", body={"request_id": "{request_id}"}
     ),
     ("POST", f"{API}/tenants/{{tenant_id}}/wipe-validation"): Probe("tenant"),
+    ("POST", f"{API}/tenants/{{tenant_id}}/compliance-review"): Probe(
+        "tenant", body={"approve": False, "findings": ["probe"]}
+    ),
+    ("POST", f"{API}/tenants/{{tenant_id}}/decommission-audit"): Probe("tenant"),
     ("POST", f"{API}/tenants/{{tenant_id}}/users"): Probe("tenant", body=NEW_USER),
     ("GET", f"{API}/tenants/{{tenant_id}}/users"): Probe("tenant"),
     ("PUT", f"{API}/tenants/{{tenant_id}}/secrets/{{name}}"): Probe("tenant", body={"value": "overwritten"}),
@@ -135,6 +132,7 @@ PROBES: dict[tuple[str, str], Probe] = {
     ("POST", f"{API}/users"): none(403, body={**NEW_USER, "roles": ["PA"]}),
     ("GET", f"{API}/users"): none(200, 403),
     ("GET", f"{API}/users/{{user_id}}"): Probe("object"),
+    ("POST", f"{API}/users/{{user_id}}/invitation"): Probe("object"),
     # RBAC (00d) and break-glass
     ("POST", f"{API}/rbac/bundles"): none(403, body={}),
     ("GET", f"{API}/rbac/bundles"): none(200, 403),
@@ -160,6 +158,7 @@ PROBES: dict[tuple[str, str], Probe] = {
     ("GET", f"{API}/evidence/proofs/consistency"): none(200, query={"size1": "1"}),
     ("GET", f"{API}/evidence/export"): none(403),
     ("GET", f"{API}/evidence/verify"): none(200, 403),
+    ("GET", f"{API}/evidence/receipts"): none(200),
 }
 
 # Where a foreign id and a missing id may answer differently, and why that tells nothing.
@@ -176,35 +175,10 @@ class Isolation:
     facts: set[str]  # strings that identify globex: none may reach an acme persona
 
 
-def _settings(home) -> tuple[Settings, str | None]:
-    """Like the ``settings`` fixture of conftest, for one module: its own PostgreSQL schema if asked."""
-    overrides: dict[str, Any] = {"home": home / "keel-home", "seed_demo": False}
-    schema = None
-    if PG_URL:
-        schema = f"keel_t_{uuid.uuid4().hex[:12]}"
-        with sa.create_engine(PG_URL).begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-        overrides |= {"database_url": PG_URL, "database_schema": schema}
-    return Settings(**overrides), schema
-
-
 @pytest.fixture(scope="module")
-def iso(tmp_path_factory):
-    settings, schema = _settings(tmp_path_factory.mktemp("isolation"))
-    keel = build(settings)
-    try:
-        with TestClient(create_app(keel)) as client:
-            client.event_hooks["response"].append(_errors_are_problem_json)
-            world = World.build(keel, client)
-            yield _globex_objects(world)
-    finally:
-        keel.close()
-        set_clock(None)
-        if schema:
-            engine = sa.create_engine(PG_URL)
-            with engine.begin() as conn:
-                conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-            engine.dispose()
+def iso(module_world):
+    module_world.client.event_hooks["response"].append(errors_are_problem_json)
+    return _globex_objects(module_world)
 
 
 def _ok(response, status: int = 200) -> dict:
@@ -249,18 +223,6 @@ def _globex_objects(world: World) -> Isolation:
 
 
 # Checks -----------------------------------------------------------------------------------
-def _errors_are_problem_json(response) -> None:
-    """Response hook: every error any test here provokes is RFC 9457 problem+json."""
-    if response.status_code < 400:
-        return
-    response.read()
-    assert response.headers["content-type"] == "application/problem+json", response.text
-    body = response.json()
-    assert {"type", "title", "status", "detail", "instance"} <= body.keys(), body
-    assert body["status"] == response.status_code
-    assert body["instance"] == response.request.url.path
-
-
 def _fill(template: Any, ids: dict[str, str]) -> Any:
     if isinstance(template, str):
         return re.sub(r"\{(\w+)\}", lambda m: str(ids[m.group(1)]), template)
@@ -294,29 +256,14 @@ def _leaked(iso: Isolation, response) -> set[str]:
 
 def _snapshot(iso: Isolation) -> dict:
     """Every store row and data file, minus what a denial legitimately adds (its event and metric)."""
-    keel = iso.world.keel
-    state: dict[str, Any] = {}
-    with keel.engine.connect() as conn:
-        for table in metadata.sorted_tables:
-            if table.name.startswith("ledger_") or table is metric_samples:
-                continue
-            state[table.name] = sorted(repr(tuple(row)) for row in conn.execute(sa.select(table)))
-        state["ledger"] = list(
-            conn.execute(
-                sa.select(ledger_entries.c.seq, ledger_entries.c.event_json)
-                .where(ledger_entries.c.event_type != "authz.denied")
-                .order_by(ledger_entries.c.seq)
-            )
-        )
-        state["metrics"] = sorted(
-            repr(tuple(row))
-            for row in conn.execute(
-                sa.select(metric_samples).where(metric_samples.c.name != "permission_violation_count")
-            )
-        )
-    home = keel.settings.home
-    state["files"] = sorted(str(p.relative_to(home)) for p in home.rglob("*") if "keel.db" not in p.name)
-    return state
+    instead = {table.name: None for table in metadata.sorted_tables if table.name.startswith("ledger_")}
+    instead["ledger_entries"] = sa.select(ledger_entries.c.seq, ledger_entries.c.event_json).where(
+        ledger_entries.c.event_type != "authz.denied"
+    )
+    instead["metric_samples"] = sa.select(metric_samples).where(
+        metric_samples.c.name != "permission_violation_count"
+    )
+    return store_snapshot(iso.world.keel, **instead)
 
 
 def _denials(iso: Isolation) -> list[dict]:

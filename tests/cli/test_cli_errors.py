@@ -6,7 +6,7 @@ import json
 import socket
 
 import pytest
-from test_cli_harness import Cli, no_traceback
+from cli_harness import Cli, no_traceback
 
 
 @pytest.fixture

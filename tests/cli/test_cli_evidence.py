@@ -7,7 +7,7 @@ import json
 
 import pytest
 import sqlalchemy as sa
-from test_cli_harness import Cli, no_traceback
+from cli_harness import Cli, no_traceback
 
 from keel.store.tables import ledger_entries
 

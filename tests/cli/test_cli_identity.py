@@ -6,7 +6,7 @@ import json
 import stat
 
 import pytest
-from test_cli_harness import Cli
+from cli_harness import Cli
 
 PASSWORD = "correct horse battery staple"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_cli_harness import Cli
+from cli_harness import Cli
 
 
 @pytest.fixture

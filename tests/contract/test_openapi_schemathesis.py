@@ -10,50 +10,15 @@ small on purpose (``MAX_EXAMPLES`` per operation) so the suite stays fast.
 
 from __future__ import annotations
 
-import uuid
-
-import pytest
 import schemathesis
-import sqlalchemy as sa
-from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, Phase, given, settings
-from tests.conftest import PG_URL
-from tests.support import World
-
-from keel.api.app import create_app
-from keel.bootstrap import build
-from keel.kernel.clock import set_clock
-from keel.kernel.settings import Settings
 
 MAX_EXAMPLES = 15
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    overrides: dict = {"home": tmp_path_factory.mktemp("contract") / "keel-home", "seed_demo": False}
-    schema = None
-    if PG_URL:  # its own PostgreSQL schema, as conftest's ``settings`` gives each test
-        schema = f"keel_t_{uuid.uuid4().hex[:12]}"
-        with sa.create_engine(PG_URL).begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-        overrides |= {"database_url": PG_URL, "database_schema": schema}
-    keel = build(Settings(**overrides))
-    try:
-        with TestClient(create_app(keel)) as client:
-            yield World.build(keel, client)
-    finally:
-        keel.close()
-        set_clock(None)
-        if schema:
-            engine = sa.create_engine(PG_URL)
-            with engine.begin() as conn:
-                conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-            engine.dispose()
-
-
-def test_no_generated_request_makes_the_api_fail(world):
-    api = schemathesis.openapi.from_asgi("/openapi.json", world.client.app)
-    headers = world.headers("PA")
+def test_no_generated_request_makes_the_api_fail(module_world):
+    api = schemathesis.openapi.from_asgi("/openapi.json", module_world.client.app)
+    headers = module_world.headers("PA")
     failures: dict[str, str] = {}
     tried = 0
 

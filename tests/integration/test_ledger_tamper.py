@@ -130,6 +130,12 @@ def entry_update(at: int, /, **values):
     return ledger_entries.update().where(ledger_entries.c.seq == at).values(**values)
 
 
+def edit_with_leaf_hash_recomputed(ledger: Ledger, seq: int) -> None:
+    """Edit entry ``seq``'s event and store the leaf hash of the edited event with it."""
+    forged = forged_row(seq, edited_event(ledger.row(seq), amount=0))
+    ledger.sql(entry_update(seq, event_json=forged["event_json"], leaf_hash=forged["leaf_hash"]))
+
+
 # Intact -----------------------------------------------------------------------------------
 def test_an_intact_ledger_verifies(ledger):
     heads = ledger.world.scalar(sa.select(sa.func.count()).select_from(ledger_tree_heads))
@@ -157,8 +163,7 @@ def test_an_edited_event_is_caught_at_its_entry(ledger):
 
 def test_an_edit_with_its_leaf_hash_recomputed_is_caught_by_the_signed_heads(ledger):
     seq = ledger.base + 3
-    forged = forged_row(seq, edited_event(ledger.row(seq), amount=0))
-    ledger.sql(entry_update(seq, event_json=forged["event_json"], leaf_hash=forged["leaf_hash"]))
+    edit_with_leaf_hash_recomputed(ledger, seq)
 
     verdict = ledger.verdict()
 
@@ -170,8 +175,7 @@ def test_an_edit_inside_a_batch_is_pinned_to_the_batch_its_signed_head_covers(le
     # Only heads vouch for a recomputed leaf hash; the batch base+6..base+8 has one head (base+9),
     # so the first entry that can no longer be trusted is the batch's first.
     seq = ledger.base + 7
-    forged = forged_row(seq, edited_event(ledger.row(seq), amount=0))
-    ledger.sql(entry_update(seq, event_json=forged["event_json"], leaf_hash=forged["leaf_hash"]))
+    edit_with_leaf_hash_recomputed(ledger, seq)
 
     verdict = ledger.verdict()
 
@@ -406,8 +410,7 @@ def test_a_forged_head_inserted_between_signed_ones_is_caught(ledger):
 
 def test_an_edit_with_every_later_head_re_signed_by_another_key_is_caught(ledger):
     seq = ledger.base + 3
-    forged = forged_row(seq, edited_event(ledger.row(seq), amount=0))
-    ledger.sql(entry_update(seq, event_json=forged["event_json"], leaf_hash=forged["leaf_hash"]))
+    edit_with_leaf_hash_recomputed(ledger, seq)
     attacker = generate_signing_key()
     tree = MerkleTree(bytes(ledger.row(s).leaf_hash) for s in range(ledger.size))
     with ledger.keel.engine.begin() as conn:
@@ -428,8 +431,7 @@ def test_an_edit_with_every_later_head_re_signed_by_another_key_is_caught(ledger
 # Later appends do not launder a tamper ----------------------------------------------------
 def test_tampering_stays_detected_after_later_appends_by_this_and_another_process(ledger):
     seq = ledger.base + 3
-    forged = forged_row(seq, edited_event(ledger.row(seq), amount=0))
-    ledger.sql(entry_update(seq, event_json=forged["event_json"], leaf_hash=forged["leaf_hash"]))
+    edit_with_leaf_hash_recomputed(ledger, seq)
 
     record(ledger.keel, 2, step=50)  # this process's cached tree still holds the true leaf
     other = build(ledger.keel.settings)  # a new process rebuilds its tree from the edited store

@@ -248,6 +248,15 @@ def sign_out(keel, actor: Actor, secret: str) -> None:
         uow.commit()
 
 
+def _require_tenant_active(conn: Connection, tenant_id: str | None) -> None:
+    """Members of a tenant that is not ACTIVE (blocked by a compliance review, decommissioned) are refused."""
+    if tenant_id is None:
+        return
+    status = conn.execute(sa.select(tenants.c.status).where(tenants.c.id == tenant_id)).scalar()
+    if status != "ACTIVE":
+        raise Unauthenticated("the account's tenant is not active")
+
+
 def authenticate(keel, *, bearer: str | None = None, session: str | None = None) -> Actor:
     """Resolve a bearer token or session cookie to an ``Actor``; refuses expired or revoked ones."""
     secret, table, kind = (bearer, api_tokens, "token") if bearer else (session, sessions, "session")
@@ -263,6 +272,7 @@ def authenticate(keel, *, bearer: str | None = None, session: str | None = None)
         user = conn.execute(sa.select(users).where(users.c.id == row.user_id)).first()
         if user is None or user.status != "ACTIVE":
             raise Unauthenticated("the account is not active")
+        _require_tenant_active(conn, user.tenant_id)
         roles = _roles(conn, user.id)
         if kind == "token":
             roles = roles & frozenset(row.roles)  # a token never carries more than its user has now
@@ -423,3 +433,40 @@ def revoke_tenant_access(conn: Connection, tenant_id: str) -> dict:
         .values(status="DISABLED")
     ).rowcount
     return counts
+
+
+def reissue_invitation(keel, actor: Actor, user_id: str) -> dict:
+    """A fresh invitation for a user who has not accepted one yet; earlier ones stop working."""
+    with keel.uow() as uow:
+        row = uow.conn.execute(sa.select(users).where(users.c.id == user_id)).first()
+        if actor.tenant_id is not None and (row is None or row.tenant_id != actor.tenant_id):
+            # Outside the caller's tenant, a missing user and a foreign one get the same answer.
+            keel.authorize(uow, actor, "tenant:ManageMembers", Resource("user", user_id, tenant=OUTSIDE))
+        elif row is None or row.tenant_id is None:
+            keel.authorize(uow, actor, "user:Manage", Resource("user", user_id, tenant=""))
+        else:
+            keel.authorize(
+                uow, actor, "tenant:ManageMembers", Resource("user", user_id, tenant=row.tenant_id)
+            )
+            _require_active_tenant(uow.conn, row.tenant_id)
+        if row is None:
+            raise NotFound("user", user_id)
+        if row.status != "INVITED":
+            raise Conflict(
+                f"user is {row.status}: only an invited user gets a new invitation", user_id=user_id
+            )
+        uow.conn.execute(
+            invitations.update()
+            .where(
+                invitations.c.user_id == user_id,
+                invitations.c.accepted_at.is_(None),
+                invitations.c.revoked_at.is_(None),
+            )
+            .values(revoked_at=utcnow())
+        )
+        invitation = issue_invitation(uow.conn, user_id, keel.settings.invitation_ttl_hours)
+        uow.record(
+            "identity.invitation.reissued", actor_id=actor.user_id, tenant_id=row.tenant_id, user_id=user_id
+        )
+        uow.commit()
+    return {"user_id": user_id, **invitation}

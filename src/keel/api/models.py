@@ -110,3 +110,10 @@ class BreakGlassRequest(Body):
     actions: list[Name] = Field(..., min_length=1, max_length=20)
     minutes: int = Field(..., ge=1, le=120)
     justification: str = Field(..., min_length=1, max_length=2000)
+
+
+class ComplianceReview(Body):
+    approve: bool
+    findings: list[Annotated[str, Field(min_length=1, max_length=2000)]] = Field(
+        default_factory=list, max_length=200
+    )

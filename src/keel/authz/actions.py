@@ -63,6 +63,7 @@ class Action:
     break_glass: bool = False
     dual_control: bool = False
     self_service: bool = False  # only on a resource the caller owns (its own user record)
+    explicit_only: bool = False  # held only through EXTRA_GRANTS, never by a matrix cell alone
 
     @property
     def requirement(self) -> str:
@@ -95,6 +96,8 @@ _CATALOG = (
     Action("tenant:Decommission",         PLATFORM,      M),
     Action("tenant:ValidateWipe",         IAM,           M),
     Action("tenant:ArchiveEvidence",      EVIDENCE,      M),
+    Action("tenant:ReviewCompliance",     EVIDENCE,      M),  # CO reviews the receipts (01 step 6)
+    Action("tenant:AuditDecommissioning", EVIDENCE,      R, explicit_only=True),  # AU (01c step 6)
     # -- identity, secrets, RBAC (00d)
     Action("user:Read",                   IAM,           R),
     Action("user:Manage",                 IAM,           M),  # provider identities: SA
@@ -148,6 +151,8 @@ ACTIONS: dict[str, Action] = {a.name: a for a in _CATALOG}
 EXTRA_GRANTS: dict[Persona, frozenset[str]] = {
     Persona.IO: frozenset({"ingestion:Replay", "ingestion:Backfill", "ingestion:Rerun"}),
     Persona.TA: frozenset({"tenant:ManageMembers"}),
+    # The Auditor checks policy adherence; a Read cell alone would hand that to every persona.
+    Persona.AU: frozenset({"tenant:AuditDecommissioning"}),
 }
 
 
@@ -156,6 +161,8 @@ def actions_granted(persona: Persona) -> set[str]:
     granted = {
         a.name
         for a in ACTIONS.values()
-        if grants(persona, a.area, a.level) and not (a.tenant_data and persona.is_provider)
+        if grants(persona, a.area, a.level)
+        and not a.explicit_only
+        and not (a.tenant_data and persona.is_provider)
     }
     return granted | EXTRA_GRANTS.get(persona, frozenset())

@@ -64,6 +64,25 @@ def entries(
     render.show(state, items, columns=["seq", "type", "tenant_id", "actor_id", "occurred_at"], title="Ledger")
 
 
+@app.command()
+def receipts(
+    ctx: typer.Context,
+    kind: Annotated[str | None, typer.Option("--kind", help="Only receipts of this kind.")] = None,
+    subject: Annotated[str | None, typer.Option("--subject", help="Only receipts about this id.")] = None,
+) -> None:
+    """Receipts (deployment, RBAC review, tenant provisioning, ...) the caller may read."""
+    state = state_of(ctx)
+    params = {k: v for k, v in (("kind", kind), ("subject_id", subject)) if v}
+    items = state.api().get_all(f"{EVIDENCE}/receipts", params=params)
+    if state.json:
+        render.print_json(items)
+        return
+    rows = [{k: r[k] for k in ("receipt_id", "kind", "subject_id", "tenant_id", "created_at")} for r in items]
+    render.show(
+        state, rows, columns=["receipt_id", "kind", "subject_id", "tenant_id", "created_at"], title="Receipts"
+    )
+
+
 @proof_app.command("inclusion")
 def inclusion(
     ctx: typer.Context,

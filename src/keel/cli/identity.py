@@ -115,6 +115,36 @@ def list_users(
     render.show(state, state.api().get_all(path), columns=USER_COLUMNS, title="Users")
 
 
+@users_app.command("reinvite")
+def reinvite(
+    ctx: typer.Context, user_id: Annotated[str, typer.Argument(help="The invited user's id.")]
+) -> None:
+    """Issue a new one-time invitation for a user who never accepted one (the old one stops working)."""
+    state = state_of(ctx)
+    render.show(
+        state, state.api().post(f"/api/v1/users/{user_id}/invitation"), title="Invitation (shown once)"
+    )
+
+
+@users_app.command("accept-invitation")
+def accept_invitation(
+    ctx: typer.Context,
+    invitation: Annotated[str, typer.Option("--invitation", help="The one-time invitation token.")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the new password from stdin instead of a prompt.")
+    ] = False,
+) -> None:
+    """Accept an invitation by choosing a password; then `keel login`."""
+    state = state_of(ctx)
+    password = read_password(password_stdin)
+    api = connect(state.settings(), token=None)
+    try:
+        user = api.post("/api/v1/auth/invitations/accept", json={"token": invitation, "password": password})
+    finally:
+        api.close()
+    render.show(state, user, title="Invitation accepted")
+
+
 @tokens_app.command("create")
 def create_token(
     ctx: typer.Context,

@@ -129,3 +129,25 @@ def confirm_wipe(ctx: typer.Context, tenant_id: TenantId) -> None:
     """Confirm that the tenant's storage and key are gone (Security Admin)."""
     state = state_of(ctx)
     render.show(state, state.api().post(f"{TENANTS}/{tenant_id}/wipe-validation"), title="Wipe confirmed")
+
+
+@app.command("review-compliance")
+def review_compliance(
+    ctx: typer.Context,
+    tenant_id: TenantId,
+    reject: Annotated[bool, typer.Option("--reject", help="Fail the review: the tenant is blocked.")] = False,
+    finding: Annotated[list[str] | None, typer.Option("--finding", help="A finding; repeatable.")] = None,
+) -> None:
+    """Review the tenant's provisioning receipts (Compliance Officer); a failed review blocks the tenant."""
+    state = state_of(ctx)
+    body = {"approve": not reject, "findings": finding or []}
+    render.show(state, state.api().post(f"{TENANTS}/{tenant_id}/compliance-review", json=body))
+
+
+@app.command("audit-decommission")
+def audit_decommission(ctx: typer.Context, tenant_id: TenantId) -> None:
+    """Check a decommissioning's policy adherence (Auditor); a retention breach opens an incident."""
+    state = state_of(ctx)
+    render.show(
+        state, state.api().post(f"{TENANTS}/{tenant_id}/decommission-audit"), title="Decommissioning audit"
+    )

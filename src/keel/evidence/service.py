@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from sqlalchemy.engine import Connection
 
 from keel.authz.engine import Resource
+from keel.evidence import receipts
 from keel.evidence.offline import VerifyReport
 from keel.identity.actor import Actor
 from keel.kernel.errors import Blocked
@@ -132,3 +133,21 @@ def verify(keel, actor: Actor) -> VerifyReport:
         keel.authorize(uow, actor, "evidence:Verify", Resource("evidence", "ledger", tenant=""))
     with _snapshot(keel) as conn:
         return keel.ledger.verify(conn, _public_key_pem(keel, conn))
+
+
+def list_receipts(
+    keel, actor: Actor, *, kind: str | None, subject_id: str | None, after: str | None, limit: int
+) -> list[dict]:
+    """Receipts for review (CO) and audit (AU); tenant users see their own tenant's only."""
+    with keel.uow() as uow:
+        keel.authorize(uow, actor, "evidence:Read", _scope(actor))
+    with _snapshot(keel) as conn:
+        return receipts.page(
+            conn,
+            tenant_id=actor.tenant_id,
+            tenant_only=actor.tenant_id is not None,
+            kind=kind,
+            subject_id=subject_id,
+            after=after,
+            limit=limit,
+        )

@@ -39,6 +39,7 @@ import logging
 import sqlalchemy as sa
 
 from keel.authz.engine import Resource
+from keel.evidence import receipts
 from keel.identity.actor import Actor
 from keel.kernel.clock import as_utc, utcnow
 from keel.kernel.errors import Blocked, Conflict, InvalidInput, NotFound
@@ -48,7 +49,7 @@ from keel.observability.incidents import open_incident
 from keel.platform import parts as deploy_parts
 from keel.platform.errors import DependencyMissing, IamInvalid, TemplateMismatch
 from keel.platform.template import DEFAULT_TEMPLATE, check_fits, parse_template
-from keel.store.tables import deployments, receipts, user_roles, users
+from keel.store.tables import deployments, user_roles, users
 
 log = logging.getLogger("keel.platform")
 
@@ -205,16 +206,7 @@ def validate_deployment(keel, actor: Actor, dep_id: str) -> dict:
                 "status": "SUCCESS",
                 "timestamp": now.isoformat(),
             }
-            uow.conn.execute(
-                receipts.insert().values(
-                    id=new_id("RCP"),
-                    kind="deployment",
-                    tenant_id=None,
-                    subject_id=dep_id,
-                    body=receipt,
-                    created_at=now,
-                )
-            )
+            receipts.issue(uow.conn, "deployment", subject_id=dep_id, tenant_id=None, body=receipt, at=now)
             uow.record(
                 "infra.validated", actor_id=actor.user_id, tenant_id=None, deployment_id=dep_id, checks=checks
             )
@@ -371,10 +363,8 @@ def get_deployment(keel, actor: Actor, dep_id: str) -> dict:
     with keel.uow() as uow:
         keel.authorize(uow, actor, "platform:Read", _resource(dep_id))
         view = deployment_view(_load(uow.conn, dep_id))
-        receipt = uow.conn.execute(
-            sa.select(receipts.c.body).where(receipts.c.kind == "deployment", receipts.c.subject_id == dep_id)
-        ).scalar()
-        view["receipt"] = receipt
+        receipt = receipts.latest(uow.conn, "deployment", dep_id)
+        view["receipt"] = receipt.body if receipt else None
         return view
 
 

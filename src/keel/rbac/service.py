@@ -25,13 +25,14 @@ from keel.authz.bundles import (
     validate_bundle,
 )
 from keel.authz.engine import PolicyEngine, Resource
+from keel.evidence import receipts
 from keel.identity.actor import Actor
 from keel.kernel.clock import as_utc, utcnow
 from keel.kernel.errors import Blocked, Conflict, InvalidInput, NotFound
 from keel.kernel.ids import new_id
 from keel.observability import metrics
 from keel.rbac.authorizer import ACTIVE_STATUSES
-from keel.store.tables import break_glass_grants, rbac_bundles, receipts, requests, tenants
+from keel.store.tables import break_glass_grants, rbac_bundles, requests, tenants
 
 NAME_MAX = 100  # rbac_bundles.name
 
@@ -249,16 +250,7 @@ def review_bundle(
             "restored_bundle_id": restored,
             "timestamp": now.isoformat(),
         }
-        uow.conn.execute(
-            receipts.insert().values(
-                id=new_id("RCP"),
-                kind="rbac.review",
-                tenant_id=None,
-                subject_id=bundle_id,
-                body=receipt,
-                created_at=now,
-            )
-        )
+        receipts.issue(uow.conn, "rbac.review", subject_id=bundle_id, tenant_id=None, body=receipt, at=now)
         uow.record(
             "rbac.reviewed",
             actor_id=actor.user_id,
@@ -311,9 +303,7 @@ def _load(conn, bundle_id: str, *, lock: bool = False):
 
 
 def bundle_view(conn, row) -> dict:
-    receipt = conn.execute(
-        sa.select(receipts.c.body).where(receipts.c.kind == "rbac.review", receipts.c.subject_id == row.id)
-    ).scalar()
+    receipt = receipts.latest(conn, "rbac.review", row.id)
     return {
         "bundle_id": row.id,
         "name": row.name,
@@ -325,7 +315,7 @@ def bundle_view(conn, row) -> dict:
         "applied_by": row.applied_by,
         "reviewed_by": row.reviewed_by,
         "created_at": as_utc(row.created_at).isoformat(),
-        "receipt": receipt,
+        "receipt": receipt.body if receipt else None,
     }
 
 

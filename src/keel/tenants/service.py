@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from keel.accounts.service import EMAIL, OUTSIDE, insert_user, issue_invitation, revoke_tenant_access
 from keel.authz.engine import Principal, Resource
+from keel.evidence import receipts
 from keel.identity.actor import Actor
 from keel.kernel.clock import as_utc, utcnow
 from keel.kernel.errors import Blocked, Conflict, InvalidInput, NotFound, QuotaExceeded
@@ -26,7 +27,7 @@ from keel.kernel.ids import new_id
 from keel.observability import metrics
 from keel.observability.incidents import open_incident
 from keel.platform.service import require_deployed
-from keel.store.tables import archives, receipts, requests, tenant_keys, tenants, users
+from keel.store.tables import archives, requests, tenant_keys, tenants, users
 from keel.tenants.errors import AllocationFailed
 
 SLUG = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
@@ -143,9 +144,13 @@ def _check_new_tenant(slug: str, name: str, admin_email: str, region: str, quota
         raise InvalidInput("storage_quota_mb", "must be a positive whole number")
 
 
+# Statuses of a tenant that still holds its resources, and so its share of the platform quota.
+HOLDS_QUOTA = ("PROVISIONED", "ACTIVE", "BLOCKED")
+
+
 def _check_quota(keel, conn) -> None:
     active = conn.execute(
-        sa.select(sa.func.count()).select_from(tenants).where(tenants.c.status.in_(("PROVISIONED", "ACTIVE")))
+        sa.select(sa.func.count()).select_from(tenants).where(tenants.c.status.in_(HOLDS_QUOTA))
     ).scalar_one()
     if active >= keel.settings.max_tenants:
         raise QuotaExceeded(
@@ -251,16 +256,7 @@ def validate_tenant(keel, actor: Actor, tenant_id: str) -> dict:
             "timestamp": now.isoformat(),
         }
         for kind, body in (("tenant.provisioning", receipt), ("tenant.infrastructure", infra_receipt)):
-            uow.conn.execute(
-                receipts.insert().values(
-                    id=new_id("RCP"),
-                    kind=kind,
-                    tenant_id=tenant_id,
-                    subject_id=tenant_id,
-                    body=body,
-                    created_at=now,
-                )
-            )
+            receipts.issue(uow.conn, kind, subject_id=tenant_id, tenant_id=tenant_id, body=body, at=now)
         uow.record("tenant.validated", actor_id=actor.user_id, tenant_id=tenant_id, checks=checks)
         uow.record("infra.tenant.validated", actor_id=actor.user_id, tenant_id=tenant_id, status="SUCCESS")
         if admin_id:
@@ -505,15 +501,13 @@ def decommission_tenant(keel, actor: Actor, tenant_id: str, request_id: str) -> 
             "crypto_shred": shred,
             "timestamp": now.isoformat(),
         }
-        uow.conn.execute(
-            receipts.insert().values(
-                id=new_id("RCP"),
-                kind="tenant.decommissioning",
-                tenant_id=tenant_id,
-                subject_id=tenant_id,
-                body=receipt,
-                created_at=now,
-            )
+        receipts.issue(
+            uow.conn,
+            "tenant.decommissioning",
+            subject_id=tenant_id,
+            tenant_id=tenant_id,
+            body=receipt,
+            at=now,
         )
         uow.record(
             "tenant.decommissioned",
@@ -547,13 +541,8 @@ def confirm_wipe(keel, actor: Actor, tenant_id: str) -> dict:
         storage_gone = not keel.dataplanes.exists(tenant_id)
         if not (proof["proven"] and storage_gone):
             raise Blocked("the wipe is incomplete", storage_deleted=storage_gone, crypto_shred=proof)
-        receipt_row = uow.conn.execute(
-            sa.select(receipts).where(
-                receipts.c.kind == "tenant.decommissioning", receipts.c.subject_id == tenant_id
-            )
-        ).one()
-        body = {**receipt_row.body, "validated_by": actor.user_id}
-        uow.conn.execute(receipts.update().where(receipts.c.id == receipt_row.id).values(body=body))
+        receipt_row = receipts.latest(uow.conn, "tenant.decommissioning", tenant_id)
+        receipts.amend(uow.conn, receipt_row.id, {**receipt_row.body, "validated_by": actor.user_id})
         uow.record(
             "tenant.wipe.validated",
             actor_id=actor.user_id,
@@ -619,14 +608,7 @@ def get_tenant(keel, actor: Actor, tenant_id: str) -> dict:
             keel.authorize(uow, actor, "tenant:Read", Resource("tenant", tenant_id, tenant=tenant_id))
         keel.authorize(uow, actor, "tenant:Read", Resource("tenant", tenant_id, tenant=actor.tenant_id or ""))
         view = tenant_view(uow.conn, _load(uow.conn, tenant_id))
-        view["receipts"] = [
-            r.body
-            for r in uow.conn.execute(
-                sa.select(receipts.c.body)
-                .where(receipts.c.subject_id == tenant_id)
-                .order_by(receipts.c.created_at)
-            )
-        ]
+        view["receipts"] = receipts.bodies(uow.conn, tenant_id)
         return view
 
 

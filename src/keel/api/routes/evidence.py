@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from keel.api.deps import current_actor, get_keel
+from keel.api.deps import Page, current_actor, get_keel
 from keel.evidence import service
 
 # Sequence numbers and sizes fit a signed 64-bit column; larger ones are refused as bad input.
@@ -77,3 +77,17 @@ def export(actor=Depends(current_actor), keel=Depends(get_keel)):
 @router.get("/verify")
 def verify(actor=Depends(current_actor), keel=Depends(get_keel)):
     return asdict(service.verify(keel, actor))
+
+
+@router.get("/receipts")
+def list_receipts(
+    kind: str | None = Query(None, max_length=40),
+    subject_id: str | None = Query(None, max_length=40),
+    page: Page = Depends(),
+    actor=Depends(current_actor),
+    keel=Depends(get_keel),
+):
+    items = service.list_receipts(
+        keel, actor, kind=kind, subject_id=subject_id, after=page.after, limit=page.limit + 1
+    )
+    return page.render(items, "receipt_id")

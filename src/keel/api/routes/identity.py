@@ -85,3 +85,9 @@ def list_provider_users(page: Page = Depends(), actor=Depends(current_actor), ke
 @router.get("/users/{user_id}")
 def get_user(user_id: str, actor=Depends(current_actor), keel=Depends(get_keel)):
     return accounts.get_user(keel, actor, user_id)
+
+
+@router.post("/users/{user_id}/invitation", status_code=201)
+def reissue_invitation(user_id: str, actor=Depends(current_actor), keel=Depends(get_keel)):
+    """A new one-time invitation for a user who never accepted one (the old ones stop working)."""
+    return accounts.reissue_invitation(keel, actor, user_id)

@@ -7,9 +7,17 @@ from fastapi import APIRouter, Depends, Request
 from keel.accounts import service as accounts
 from keel.api.deps import Page, current_actor, get_keel
 from keel.api.idempotency import idempotent
-from keel.api.models import Decision, Decommission, OffboardingCreate, SecretPut, TenantCreate, UserCreate
+from keel.api.models import (
+    ComplianceReview,
+    Decision,
+    Decommission,
+    OffboardingCreate,
+    SecretPut,
+    TenantCreate,
+    UserCreate,
+)
+from keel.tenants import reviews, service
 from keel.tenants import secrets as tenant_secrets
-from keel.tenants import service
 
 router = APIRouter(prefix="/tenants", tags=["tenants"])
 
@@ -104,3 +112,15 @@ def put_secret(
 @router.get("/{tenant_id}/secrets")
 def list_secrets(tenant_id: str, actor=Depends(current_actor), keel=Depends(get_keel)):
     return {"items": tenant_secrets.list_secrets(keel, actor, tenant_id), "next_cursor": None}
+
+
+@router.post("/{tenant_id}/compliance-review")
+def review_compliance(
+    tenant_id: str, body: ComplianceReview, actor=Depends(current_actor), keel=Depends(get_keel)
+):
+    return reviews.review_compliance(keel, actor, tenant_id, approve=body.approve, findings=body.findings)
+
+
+@router.post("/{tenant_id}/decommission-audit")
+def audit_decommissioning(tenant_id: str, actor=Depends(current_actor), keel=Depends(get_keel)):
+    return reviews.audit_decommissioning(keel, actor, tenant_id)

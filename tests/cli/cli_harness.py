@@ -1,4 +1,4 @@
-"""Shared harness of the CLI tests (imported by the other ``test_cli_*`` modules; holds no tests).
+"""Shared harness of the CLI tests (imported by the ``test_cli_*`` modules).
 
 ``Cli(settings)`` runs ``keel`` in-process with ``typer.testing.CliRunner`` in
 local embedded mode on the test's own store: the ``settings`` fixture's home,
