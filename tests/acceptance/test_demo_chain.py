@@ -17,6 +17,7 @@ CHAIN = [
     ("archive tenant evidence", "CO", None),  # the archive's hash
     ("decommission tenant", "PA", "DECOMMISSIONED"),
     ("confirm wipe", "SA", "wipe confirmed"),
+    ("audit the decommissioning", "AU", "policy adherence PASS"),
 ]
 
 

@@ -33,7 +33,7 @@ from keel.cli.client import (
 from keel.identity.personas import Persona
 
 TENANTS = "/api/v1/tenants"
-PERSONAS = ("PA", "PO", "SA", "CO")
+PERSONAS = ("PA", "PO", "SA", "CO", "AU")
 SEED_ID = re.compile(r"\(([A-Z]+-\d{8}-\w+)\)")
 
 
@@ -172,6 +172,11 @@ def _confirm_wipe(api: ApiClient, ctx: dict) -> tuple[str, str]:
     return ctx["tenant_id"], "wipe confirmed"
 
 
+def _audit(api: ApiClient, ctx: dict) -> tuple[str, str]:
+    audit = api.post(f"{TENANTS}/{ctx['tenant_id']}/decommission-audit")
+    return ctx["tenant_id"], f"policy adherence {audit['policy_adherence']}"
+
+
 CHAIN: list[tuple[str, str, Callable[[ApiClient, dict], tuple[str, str]]]] = [
     ("provision tenant initech", "PA", _provision),
     ("validate tenant isolation", "SA", _validate),
@@ -180,6 +185,7 @@ CHAIN: list[tuple[str, str, Callable[[ApiClient, dict], tuple[str, str]]]] = [
     ("archive tenant evidence", "CO", _archive),
     ("decommission tenant", "PA", _decommission),
     ("confirm wipe", "SA", _confirm_wipe),
+    ("audit the decommissioning", "AU", _audit),
 ]
 
 

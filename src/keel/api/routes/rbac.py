@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Request
 from keel.api.deps import Page, current_actor, get_keel
 from keel.api.idempotency import idempotent
 from keel.api.models import BreakGlassRequest, BundleDefine, BundleReview
-from keel.rbac import service
+from keel.rbac import breakglass, service
 
 router = APIRouter(prefix="/rbac", tags=["rbac"])
 
@@ -48,10 +48,10 @@ async def request_break_glass(
     body: BreakGlassRequest, request: Request, actor=Depends(current_actor), keel=Depends(get_keel)
 ):
     return await idempotent(
-        request, actor, lambda: service.request_break_glass(keel, actor, **body.model_dump())
+        request, actor, lambda: breakglass.request_break_glass(keel, actor, **body.model_dump())
     )
 
 
 @router.post("/break-glass/{ticket_id}/approve")
 def approve_break_glass(ticket_id: str, actor=Depends(current_actor), keel=Depends(get_keel)):
-    return service.approve_break_glass(keel, actor, ticket_id)
+    return breakglass.approve_break_glass(keel, actor, ticket_id)

@@ -16,7 +16,7 @@ from keel.api.models import (
     TenantCreate,
     UserCreate,
 )
-from keel.tenants import reviews, service
+from keel.tenants import offboarding, reviews, service
 from keel.tenants import secrets as tenant_secrets
 
 router = APIRouter(prefix="/tenants", tags=["tenants"])
@@ -61,28 +61,28 @@ async def request_offboarding(
     keel=Depends(get_keel),
 ):
     return await idempotent(
-        request, actor, lambda: service.request_offboarding(keel, actor, tenant_id, body.reason)
+        request, actor, lambda: offboarding.request_offboarding(keel, actor, tenant_id, body.reason)
     )
 
 
 @router.post("/offboarding-requests/{request_id}/decision")
 def decide(request_id: str, body: Decision, actor=Depends(current_actor), keel=Depends(get_keel)):
-    return service.decide_offboarding(keel, actor, request_id, body.approve, body.reason)
+    return offboarding.decide_offboarding(keel, actor, request_id, body.approve, body.reason)
 
 
 @router.post("/{tenant_id}/evidence-archives", status_code=201)
 async def archive(tenant_id: str, request: Request, actor=Depends(current_actor), keel=Depends(get_keel)):
-    return await idempotent(request, actor, lambda: service.archive_evidence(keel, actor, tenant_id))
+    return await idempotent(request, actor, lambda: offboarding.archive_evidence(keel, actor, tenant_id))
 
 
 @router.post("/{tenant_id}/decommission")
 def decommission(tenant_id: str, body: Decommission, actor=Depends(current_actor), keel=Depends(get_keel)):
-    return service.decommission_tenant(keel, actor, tenant_id, body.request_id)
+    return offboarding.decommission_tenant(keel, actor, tenant_id, body.request_id)
 
 
 @router.post("/{tenant_id}/wipe-validation")
 def confirm_wipe(tenant_id: str, actor=Depends(current_actor), keel=Depends(get_keel)):
-    return service.confirm_wipe(keel, actor, tenant_id)
+    return offboarding.confirm_wipe(keel, actor, tenant_id)
 
 
 @router.post("/{tenant_id}/users", status_code=201)
