@@ -20,7 +20,6 @@ whose entities were parsed before timing, which no per-request check can match
 
 from __future__ import annotations
 
-import json
 import random
 import statistics
 import sys
@@ -179,18 +178,7 @@ def run(cases: int = CASES, rounds: int = ROUNDS) -> list[dict]:
     ]
 
 
-def main() -> int:
-    results = run()
-    print("| benchmark | value | unit | baseline | ratio | target | pass |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    for r in results:
-        print(
-            f"| {r['name']} | {r['value']} | {r['unit']} | {r['baseline']} | {r['ratio']} "
-            f"| {r['target']} | {'yes' if r['pass'] else 'NO'} |"
-        )
-    print(json.dumps({"bench": "authz", "results": results}))
-    return 0 if all(r["pass"] for r in results) else 1
+if __name__ == "__main__":  # this benchmark alone, through the common runner (bench/run.py)
+    from run import main as run_benches
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_benches([Path(__file__).stem]))

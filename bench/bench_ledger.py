@@ -21,7 +21,6 @@ under this load (the slowest commit) <= 1 s. ratio = Keel / baseline (informatio
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sqlite3
@@ -202,18 +201,7 @@ def run(batches: int = BATCHES, rounds: int = ROUNDS, directory: str | None = No
     ]
 
 
-def main() -> int:
-    results = run()
-    print("| benchmark | value | unit | baseline | ratio | target | pass |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    for r in results:
-        print(
-            f"| {r['name']} | {r['value']} | {r['unit']} | {r['baseline']} | {r['ratio']} "
-            f"| {r['target']} | {'yes' if r['pass'] else 'NO'} |"
-        )
-    print(json.dumps({"bench": "ledger", "results": results}))
-    return 0 if all(r["pass"] for r in results) else 1
+if __name__ == "__main__":  # this benchmark alone, through the common runner (bench/run.py)
+    from run import main as run_benches
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_benches([Path(__file__).stem]))

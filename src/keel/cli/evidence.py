@@ -77,10 +77,8 @@ def receipts(
     if state.json:
         render.print_json(items)
         return
-    rows = [{k: r[k] for k in ("receipt_id", "kind", "subject_id", "tenant_id", "created_at")} for r in items]
-    render.show(
-        state, rows, columns=["receipt_id", "kind", "subject_id", "tenant_id", "created_at"], title="Receipts"
-    )
+    columns = ["kind", "subject_id", "receipt_id", "created_at"]
+    render.show(state, [{k: r[k] for k in columns} for r in items], columns=columns, title="Receipts")
 
 
 @proof_app.command("inclusion")
