@@ -10,6 +10,7 @@ from urllib.parse import unquote
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from keel.accounts import auth
 from keel.accounts import service as accounts
 from keel.api.app import create_app
 from keel.bootstrap import Keel, build
@@ -100,7 +101,7 @@ class World:
     def add(self, key: str, actor: Actor) -> Actor:
         """``actor`` under ``key``, with an API token of its own; returns ``actor``."""
         self.actors[key] = actor
-        self.tokens[key] = accounts.create_token(self.keel, actor, name=f"test-{key}")["token"]
+        self.tokens[key] = auth.create_token(self.keel, actor, name=f"test-{key}")["token"]
         return actor
 
     def add_tenant(self, slug: str) -> str:

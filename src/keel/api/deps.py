@@ -8,7 +8,7 @@ import re
 
 from fastapi import Depends, Query, Request
 
-from keel.accounts import service as accounts
+from keel.accounts import auth
 from keel.identity.actor import Actor
 from keel.kernel.errors import InvalidInput, Unauthenticated
 
@@ -25,13 +25,13 @@ def current_actor(request: Request, keel=Depends(get_keel)) -> Actor:
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
             raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
-        return accounts.authenticate(keel, bearer=value.strip())
+        return auth.authenticate(keel, bearer=value.strip())
     session = request.cookies.get(SESSION_COOKIE)
     if session:
         if request.method not in ("GET", "HEAD") and request.headers.get("x-keel-csrf") != "1":
             # Cookies ride along cross-site; a custom header cannot, so it proves same-origin intent.
             raise Unauthenticated("session requests that change state need the X-Keel-CSRF: 1 header")
-        return accounts.authenticate(keel, session=session)
+        return auth.authenticate(keel, session=session)
     raise Unauthenticated("a bearer token or a session is required")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from keel.accounts import auth
 from keel.accounts import service as accounts
 from keel.api.deps import SESSION_COOKIE, Page, current_actor, get_keel
 from keel.api.idempotency import idempotent
@@ -14,7 +15,7 @@ router = APIRouter(tags=["identity"])
 
 @router.post("/auth/sign-in")
 def sign_in(body: SignIn, response: Response, keel=Depends(get_keel)):
-    secret, session = accounts.sign_in(keel, body.email, body.password)
+    secret, session = auth.sign_in(keel, body.email, body.password)
     response.set_cookie(
         SESSION_COOKIE,
         secret,
@@ -31,7 +32,7 @@ def sign_in(body: SignIn, response: Response, keel=Depends(get_keel)):
 def sign_out(request: Request, response: Response, actor=Depends(current_actor), keel=Depends(get_keel)):
     secret = request.cookies.get(SESSION_COOKIE)
     if secret:
-        accounts.sign_out(keel, actor, secret)
+        auth.sign_out(keel, actor, secret)
     response.delete_cookie(SESSION_COOKIE, path="/")
     response.status_code = 204
     return response
@@ -55,18 +56,18 @@ async def create_token(
     return await idempotent(
         request,
         actor,
-        lambda: accounts.create_token(keel, actor, name=body.name, roles=body.roles, ttl_days=body.ttl_days),
+        lambda: auth.create_token(keel, actor, name=body.name, roles=body.roles, ttl_days=body.ttl_days),
     )
 
 
 @router.get("/me/tokens")
 def list_tokens(actor=Depends(current_actor), keel=Depends(get_keel)):
-    return {"items": accounts.list_tokens(keel, actor), "next_cursor": None}
+    return {"items": auth.list_tokens(keel, actor), "next_cursor": None}
 
 
 @router.delete("/tokens/{token_id}")
 def revoke_token(token_id: str, actor=Depends(current_actor), keel=Depends(get_keel)):
-    return accounts.revoke_token(keel, actor, token_id)
+    return auth.revoke_token(keel, actor, token_id)
 
 
 @router.post("/users", status_code=201)
