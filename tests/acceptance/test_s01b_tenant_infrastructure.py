@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from tests.support import World, served_world
 
-from keel.store.tables import tenant_keys, tenants
+from keel.store.tables import metric_samples, tenant_keys, tenants
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
 
@@ -161,3 +161,36 @@ def test_failed_security_check_tears_the_tenant_infrastructure_down(world):
     assert _metric(world, "tenant_infra_success_rate") < 1.0
     # A rolled-back tenant cannot be validated into life again.
     assert world.post("SA", f"/api/v1/tenants/{tenant_id}/validate").status_code == 409
+
+
+def test_monitoring_that_is_not_collecting_is_flagged_incomplete_without_blocking_the_tenant(world):
+    tenant_id = _provision(world, "initech").json()["tenant_id"]
+    # The tenant's monitoring registration is lost before the Security Admin validates.
+    with world.keel.engine.begin() as conn:
+        conn.execute(
+            metric_samples.delete().where(
+                metric_samples.c.name == "tenant_monitoring_enabled", metric_samples.c.tenant_id == tenant_id
+            )
+        )
+
+    validated = world.post("SA", f"/api/v1/tenants/{tenant_id}/validate")
+
+    assert validated.status_code == 200, validated.text
+    assert validated.json()["status"] == "ACTIVE"
+    assert {k: validated.json()["infra_receipt"][k] for k in ("monitoring", "status")} == {
+        "monitoring": "incomplete",
+        "status": "INCOMPLETE",
+    }
+    [flag] = [e for e in world.events("observability.incomplete") if e["tenant_id"] == tenant_id]
+    assert flag["payload"] == {"part": "monitoring"}
+    [event] = [e for e in world.events("infra.tenant.validated") if e["tenant_id"] == tenant_id]
+    assert event["payload"] == {"status": "INCOMPLETE"}
+
+
+def test_a_provisioned_tenant_is_monitored(world):
+    tenant_id = _provision(world, "initech").json()["tenant_id"]
+
+    receipt = world.post("SA", f"/api/v1/tenants/{tenant_id}/validate").json()["infra_receipt"]
+
+    assert (receipt["monitoring"], receipt["status"]) == ("enabled", "SUCCESS")
+    assert world.events("observability.incomplete") == []

@@ -42,6 +42,25 @@ def outcome(conn: Connection, rate_name: str, success: bool, tenant_id: str | No
     record(conn, RATES[rate_name], success, tenant_id)
 
 
+MONITORED = "tenant_monitoring_enabled"
+
+
+def enable_tenant_monitoring(conn: Connection, tenant_id: str) -> None:
+    """Register the tenant's series, so its signals are collected from now on (story 01b step 3)."""
+    record(conn, MONITORED, 1, tenant_id)
+
+
+def tenant_monitored(conn: Connection, tenant_id: str) -> bool:
+    return (
+        conn.execute(
+            sa.select(metric_samples.c.id)
+            .where(metric_samples.c.name == MONITORED, metric_samples.c.tenant_id == tenant_id)
+            .limit(1)
+        ).first()
+        is not None
+    )
+
+
 def snapshot(conn: Connection) -> dict[str, float | None]:
     """Current value of every metric: rates in [0, 1], counters as totals, gauges as last value."""
     result: dict[str, float | None] = {}

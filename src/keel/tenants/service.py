@@ -108,6 +108,7 @@ def provision_tenant(
                 **INFRA,
                 storage_quota_mb=quota,
             )
+            metrics.enable_tenant_monitoring(uow.conn, tenant_id)
             uow.commit()
     except QuotaExceeded as blocked:
         _record_blocked(keel, actor, slug, blocked)
@@ -234,27 +235,39 @@ def validate_tenant(keel, actor: Actor, tenant_id: str) -> dict:
             issue_invitation(uow.conn, admin_id, keel.settings.invitation_ttl_hours) if admin_id else None
         )
         seconds = (now - as_utc(row.created_at)).total_seconds()
+        # Monitoring that is not collecting does not block the tenant; it is flagged incomplete (01b).
+        monitoring = "enabled" if metrics.tenant_monitored(uow.conn, tenant_id) else "incomplete"
+        infra = {**INFRA, "monitoring": monitoring}
         receipt = {  # story 01 artifact
             "tenant_id": tenant_id,
             "status": "ACTIVE",
             "created_by": row.created_by,
             "validated_by": actor.user_id,
-            **INFRA,
+            **infra,
             "checks": checks,
             "timestamp": now.isoformat(),
         }
         infra_receipt = {  # story 01b artifact: what the Tenant Admin is told is ready
             "tenant_id": tenant_id,
-            **INFRA,
+            **infra,
             "storage_quota_mb": row.storage_quota_mb,
             "validated_by": actor.user_id,
-            "status": "SUCCESS",
+            "status": "SUCCESS" if monitoring == "enabled" else "INCOMPLETE",
             "timestamp": now.isoformat(),
         }
         for kind, body in (("tenant.provisioning", receipt), ("tenant.infrastructure", infra_receipt)):
             receipts.issue(uow.conn, kind, subject_id=tenant_id, tenant_id=tenant_id, body=body, at=now)
         uow.record("tenant.validated", actor_id=actor.user_id, tenant_id=tenant_id, checks=checks)
-        uow.record("infra.tenant.validated", actor_id=actor.user_id, tenant_id=tenant_id, status="SUCCESS")
+        uow.record(
+            "infra.tenant.validated",
+            actor_id=actor.user_id,
+            tenant_id=tenant_id,
+            status=infra_receipt["status"],
+        )
+        if monitoring != "enabled":
+            uow.record(
+                "observability.incomplete", actor_id=actor.user_id, tenant_id=tenant_id, part="monitoring"
+            )
         if admin_id:
             uow.record(
                 "identity.invitation.issued", actor_id=actor.user_id, tenant_id=tenant_id, user_id=admin_id
