@@ -7,6 +7,7 @@ IAM invalid → rolled back and logged; dependency missing → alert.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 import pytest
@@ -448,7 +449,9 @@ def test_a_security_admin_rejection_rolls_back_and_the_ledger_stays_verifiable(k
     assert payloads(world, "infra.rolled_back") == [
         {
             "deployment_id": dep_id,
-            "reason": "rejected by the Security Admin: network is not private",
+            "reason": "rejected by the Security Admin",
+            # The Security Admin's own words enter the append-only ledger only as a hash.
+            "note_sha256": "sha256:" + hashlib.sha256(b"network is not private").hexdigest(),
             "removed": ["data_plane.root"],
             "retained": ["shared_services.evidence_signing_key"],
         }

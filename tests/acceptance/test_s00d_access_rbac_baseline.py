@@ -8,6 +8,7 @@ action denied; excess right → flagged, rejected, logged.
 from __future__ import annotations
 
 import copy
+import hashlib
 
 from tests.support import PROVIDER, World, make_user
 
@@ -177,10 +178,15 @@ def test_a_review_finding_excess_rights_rejects_the_bundle_and_restores_the_revi
     assert world.get("AU", f"{API}/bundles/{reviewed_id}").json()["status"] == "REVIEWED"
     assert world.get("CO", DEPLOYMENTS).status_code == 200
     # Logged.
+    # Logged; the reviewer's own words enter the append-only ledger only as a hash.
+    evidenced = [
+        {"rule": "excess-permission", "role": finding["role"], "permission": finding["permission"],
+         "detail_sha256": "sha256:" + hashlib.sha256(finding["detail"].encode()).hexdigest()}
+    ]  # fmt: skip
     assert payloads(world, "rbac.reviewed")[-1] == {
         "bundle_id": candidate["bundle_id"],
         "compliance_check": "FAIL",
-        "findings": flagged,
+        "findings": evidenced,
         "restored": reviewed_id,
     }
     assert payloads(world, "rbac.rejected") == [
@@ -188,7 +194,7 @@ def test_a_review_finding_excess_rights_rejects_the_bundle_and_restores_the_revi
             "stage": "review",
             "bundle_id": candidate["bundle_id"],
             "name": "candidate",
-            "violations": flagged,
+            "violations": evidenced,
             "restored": reviewed_id,
         }
     ]

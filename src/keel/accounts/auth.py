@@ -43,7 +43,8 @@ def sign_in(keel, email: str, password: str) -> tuple[str, dict]:
         # does not tell whether the e-mail belongs to an active account.
         usable = row is not None and bool(row.password_hash)
         password_ok = verify_password(row.password_hash if usable else _dummy_hash(), password) and usable
-        if row is None or row.status != "ACTIVE" or not password_ok:
+        tenant_ok = row is not None and _tenant_active(uow.conn, row.tenant_id)
+        if row is None or row.status != "ACTIVE" or not password_ok or not tenant_ok:
             uow.record(
                 "auth.signin.failed",
                 actor_id=row.id if row else None,
@@ -81,12 +82,15 @@ def sign_out(keel, actor: Actor, secret: str) -> None:
         uow.commit()
 
 
-def _require_tenant_active(conn: Connection, tenant_id: str | None) -> None:
-    """Members of a tenant that is not ACTIVE (blocked by a compliance review, decommissioned) are refused."""
+def _tenant_active(conn: Connection, tenant_id: str | None) -> bool:
+    """Provider users have no tenant; members of a tenant not ACTIVE (blocked, decommissioned) are out."""
     if tenant_id is None:
-        return
-    status = conn.execute(sa.select(tenants.c.status).where(tenants.c.id == tenant_id)).scalar()
-    if status != "ACTIVE":
+        return True
+    return conn.execute(sa.select(tenants.c.status).where(tenants.c.id == tenant_id)).scalar() == "ACTIVE"
+
+
+def _require_tenant_active(conn: Connection, tenant_id: str | None) -> None:
+    if not _tenant_active(conn, tenant_id):
         raise Unauthenticated("the account's tenant is not active")
 
 

@@ -20,7 +20,7 @@ from keel.identity.credentials import (
 )
 from keel.identity.personas import Persona
 from keel.kernel.clock import as_utc, utcnow
-from keel.kernel.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from keel.kernel.errors import Blocked, Conflict, InvalidInput, NotFound, Unauthenticated
 from keel.kernel.ids import new_id
 from keel.store.tables import api_tokens, invitations, sessions, tenants, user_roles, users
 
@@ -106,12 +106,18 @@ def create_user(
             tenant_id=tenant_id,
             user_id=user_id,
             roles=check_roles(roles, tenant_id),
+            # Who holds the first credential: the creator set a password, or receives the invitation.
+            credential="password_set_by_creator" if password else "invitation_to_creator",
         )
         invitation = None
         if password is None:
             invitation = issue_invitation(uow.conn, user_id, keel.settings.invitation_ttl_hours)
             uow.record(
-                "identity.invitation.issued", actor_id=actor.user_id, tenant_id=tenant_id, user_id=user_id
+                "identity.invitation.issued",
+                actor_id=actor.user_id,
+                tenant_id=tenant_id,
+                user_id=user_id,
+                delivered_to=actor.user_id,  # until e-mail delivery exists, the caller holds the secret
             )
         uow.commit()
     view = get_user(keel, actor, user_id)
@@ -253,15 +259,21 @@ def reissue_invitation(keel, actor: Actor, user_id: str) -> dict:
         if actor.tenant_id is not None and (row is None or row.tenant_id != actor.tenant_id):
             # Outside the caller's tenant, a missing user and a foreign one get the same answer.
             keel.authorize(uow, actor, "tenant:ManageMembers", Resource("user", user_id, tenant=OUTSIDE))
-        elif row is None or row.tenant_id is None:
-            keel.authorize(uow, actor, "user:Manage", Resource("user", user_id, tenant=""))
+        elif actor.tenant_id is None:
+            # Providers (the Security Admin) deliver only a Tenant Admin's invitation: the way into a
+            # tenant whose admin has none. Other members are the Tenant Admin's to invite.
+            scope = (row.tenant_id or "") if row is not None else ""
+            keel.authorize(uow, actor, "user:Manage", Resource("user", user_id, tenant=scope))
         else:
             keel.authorize(
                 uow, actor, "tenant:ManageMembers", Resource("user", user_id, tenant=row.tenant_id)
             )
-            _require_active_tenant(uow.conn, row.tenant_id)
         if row is None:
             raise NotFound("user", user_id)
+        if row.tenant_id is not None:
+            _require_active_tenant(uow.conn, row.tenant_id)
+            if actor.tenant_id is None and "TA" not in user_view(uow.conn, user_id)["roles"]:
+                raise Blocked("a provider re-issues only a Tenant Admin's invitation", user_id=user_id)
         if row.status != "INVITED":
             raise Conflict(
                 f"user is {row.status}: only an invited user gets a new invitation", user_id=user_id
@@ -276,8 +288,13 @@ def reissue_invitation(keel, actor: Actor, user_id: str) -> dict:
             .values(revoked_at=utcnow())
         )
         invitation = issue_invitation(uow.conn, user_id, keel.settings.invitation_ttl_hours)
+        # Until invitations are delivered by e-mail, whoever receives the answer holds the secret.
         uow.record(
-            "identity.invitation.reissued", actor_id=actor.user_id, tenant_id=row.tenant_id, user_id=user_id
+            "identity.invitation.reissued",
+            actor_id=actor.user_id,
+            tenant_id=row.tenant_id,
+            user_id=user_id,
+            delivered_to=actor.user_id,
         )
         uow.commit()
     return {"user_id": user_id, **invitation}

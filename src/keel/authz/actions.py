@@ -35,7 +35,10 @@ rule, and the stories say which persona does the step):
 
 Grants the matrix cannot express (``EXTRA_GRANTS``): the Integration Operator, who has
 no matrix column, replays, backfills and reruns ingestion; the Tenant Admin "owns
-membership" although the matrix gives TA only Read on IAM. Tenant data is never
+membership" although the matrix gives TA only Read on IAM — and owns it alone
+(``explicit_only``): a provider holding IAM Configure could otherwise mint an account
+inside a tenant and read its data through it, and a Tenant Approver could make itself
+a Tenant Admin. Tenant data is never
 granted to provider personas, even where their Read cell would cover it ("Deny
 cross-tenant reads"; PA "never reads tenant data").
 """
@@ -90,7 +93,7 @@ _CATALOG = (
     Action("tenant:Read",                 PLATFORM,      R),
     Action("tenant:Provision",            PLATFORM,      M),
     Action("tenant:Validate",             IAM,           M),
-    Action("tenant:ManageMembers",        IAM,           C),  # + TA, see EXTRA_GRANTS
+    Action("tenant:ManageMembers",        IAM,           C, explicit_only=True),  # TA only
     Action("tenant:RequestOffboarding",   PLATFORM,      M),
     Action("tenant:ApproveOffboarding",   PLATFORM,      A, phase="approve"),
     Action("tenant:Decommission",         PLATFORM,      M),

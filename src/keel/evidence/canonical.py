@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import rfc8785
@@ -22,3 +23,8 @@ def canonical_json(obj: Any) -> bytes:
         raise InvalidInput("event", f"cannot be encoded as canonical JSON: {exc}") from exc
     except RecursionError as exc:
         raise InvalidInput("event", "cannot be encoded as canonical JSON: nested too deeply") from exc
+
+
+def sha256_text(text: str) -> str:
+    """A reference to free text for the append-only ledger (the text itself stays in the store)."""
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()

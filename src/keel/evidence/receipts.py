@@ -48,7 +48,8 @@ def bodies(conn: Connection, subject_id: str, kind: str | None = None) -> list[d
     query = sa.select(receipts.c.body).where(receipts.c.subject_id == subject_id)
     if kind:
         query = query.where(receipts.c.kind == kind)
-    return list(conn.execute(query.order_by(receipts.c.created_at, receipts.c.id)).scalars())
+    # Receipts of one step share a timestamp; the kind then keeps the order stable.
+    return list(conn.execute(query.order_by(receipts.c.created_at, receipts.c.kind)).scalars())
 
 
 def view(row: Any) -> dict:

@@ -40,6 +40,7 @@ import sqlalchemy as sa
 
 from keel.authz.engine import Resource
 from keel.evidence import receipts
+from keel.evidence.canonical import sha256_text
 from keel.identity.actor import Actor
 from keel.kernel.clock import as_utc, utcnow
 from keel.kernel.errors import Blocked, Conflict, InvalidInput, NotFound
@@ -231,13 +232,15 @@ def reject_deployment(keel, actor: Actor, dep_id: str, reason: str) -> dict:
         row = _load(uow.conn, dep_id, lock=True)
         keel.authorize(uow, actor, "platform:ValidateDeployment", _resource(dep_id, row))
         _require_status(row, "DEPLOYED")
-        _roll_back(keel, uow, actor, row, f"rejected by the Security Admin: {reason}", tear_down=True)
+        _roll_back(keel, uow, actor, row, "rejected by the Security Admin", tear_down=True, note=reason)
         uow.commit()
     return get_deployment(keel, actor, dep_id)
 
 
 # Failure handling -----------------------------------------------------------------------------
-def _roll_back(keel, uow, actor: Actor, row, reason: str, *, tear_down: bool) -> None:
+def _roll_back(
+    keel, uow, actor: Actor, row, reason: str, *, tear_down: bool, note: str | None = None
+) -> None:
     """Mark ``row`` ROLLED_BACK in ``uow``; with ``tear_down`` also remove what it made, after commit."""
     removed = deploy_parts.removable(keel, row.parts) if tear_down else {}
     retained = []
@@ -247,7 +250,12 @@ def _roll_back(keel, uow, actor: Actor, row, reason: str, *, tear_down: bool) ->
     uow.conn.execute(
         deployments.update()
         .where(deployments.c.id == row.id)
-        .values(status="ROLLED_BACK", failure=reason, updated_at=utcnow(), parts=parts)
+        .values(
+            status="ROLLED_BACK",
+            failure=f"{reason}: {note}" if note else reason,
+            updated_at=utcnow(),
+            parts=parts,
+        )
     )
     uow.record(
         "infra.rolled_back",
@@ -255,6 +263,8 @@ def _roll_back(keel, uow, actor: Actor, row, reason: str, *, tear_down: bool) ->
         tenant_id=None,
         deployment_id=row.id,
         reason=reason,
+        # A person's free text enters the append-only ledger only as a hash.
+        **({"note_sha256": sha256_text(note)} if note else {}),
         removed=sorted(removed),
         retained=retained,
     )

@@ -22,7 +22,7 @@ from keel.authz.engine import NOT_PERMITTED, PolicyEngine, Principal, Resource
 from keel.identity.actor import Actor
 from keel.kernel.clock import utcnow
 from keel.kernel.errors import PermissionDenied
-from keel.store.tables import break_glass_grants, rbac_bundles
+from keel.store.tables import break_glass_grants, rbac_bundles, tenants
 
 ACTIVE_STATUSES = ("APPLIED", "REVIEWED")
 BASELINE = "baseline"
@@ -101,7 +101,11 @@ class Authorizer:
             return False
         now = utcnow()
         rows = conn.execute(
-            sa.select(break_glass_grants.c.actions).where(
+            sa.select(break_glass_grants.c.actions)
+            # An elevation dies with its tenant's active life (blocked, decommissioned).
+            .join(tenants, tenants.c.id == break_glass_grants.c.tenant_id)
+            .where(
+                tenants.c.status == "ACTIVE",
                 break_glass_grants.c.user_id == actor.user_id,
                 break_glass_grants.c.tenant_id == resource.tenant,
                 break_glass_grants.c.starts_at <= now,

@@ -22,6 +22,7 @@ from keel.authz.bundles import (
 )
 from keel.authz.engine import PolicyEngine, Resource
 from keel.evidence import receipts
+from keel.evidence.canonical import sha256_text
 from keel.identity.actor import Actor
 from keel.kernel.clock import as_utc, utcnow
 from keel.kernel.errors import Blocked, Conflict, InvalidInput, NotFound
@@ -201,7 +202,10 @@ def review_bundle(
         if not approve and not findings:
             raise InvalidInput("findings", "a rejecting review names at least one finding")
         automatic = _violations_payload(validate_bundle(row.document))
-        all_findings = automatic + [_finding(f, row.document) for f in findings]
+        reviewer = [_finding(f, row.document) for f in findings]
+        all_findings = automatic + reviewer
+        # The ledger cannot forget: a reviewer's free text goes in as a hash (it stays in the store).
+        evidenced = automatic + [_hashed_detail(f) for f in reviewer]
         passed = approve and not all_findings
         now = utcnow()
         status = "REVIEWED" if passed else "REJECTED"
@@ -230,7 +234,7 @@ def review_bundle(
                 stage="review",
                 bundle_id=bundle_id,
                 name=row.name,
-                violations=all_findings,
+                violations=evidenced,
                 restored=restored,
             )
         receipt = {
@@ -253,11 +257,16 @@ def review_bundle(
             tenant_id=None,
             bundle_id=bundle_id,
             compliance_check=receipt["compliance_check"],
-            findings=all_findings,
+            findings=evidenced,
             restored=restored,
         )
         uow.commit()
     return get_bundle(keel, actor, bundle_id)
+
+
+def _hashed_detail(finding: dict) -> dict:
+    detail = finding["detail"]
+    return {**{k: v for k, v in finding.items() if k != "detail"}, "detail_sha256": sha256_text(detail)}
 
 
 def _finding(raw: dict, document: dict) -> dict:

@@ -270,7 +270,11 @@ def validate_tenant(keel, actor: Actor, tenant_id: str) -> dict:
             )
         if admin_id:
             uow.record(
-                "identity.invitation.issued", actor_id=actor.user_id, tenant_id=tenant_id, user_id=admin_id
+                "identity.invitation.issued",
+                actor_id=actor.user_id,
+                tenant_id=tenant_id,
+                user_id=admin_id,
+                delivered_to=actor.user_id,  # until e-mail delivery exists, the caller holds the secret
             )
         metrics.record(uow.conn, "provisioning_time", seconds, tenant_id)
         metrics.outcome(uow.conn, "provisioning_success_rate", True, tenant_id)
