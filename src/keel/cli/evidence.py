@@ -16,6 +16,8 @@ import typer
 
 from keel.cli import render
 from keel.cli.client import EXIT_FAILURE, EXIT_INPUT, CliError, State, state_of
+from keel.cli.inputs import read_document
+from keel.evidence.continuity import check_continuity
 from keel.evidence.offline import verify_export
 from keel.evidence.proofdoc import check_proof_document
 
@@ -157,16 +159,40 @@ def verify(
     public_key_file: Annotated[
         Path | None, typer.Option("--public-key", metavar="PEMFILE", help="The key to verify with (offline).")
     ] = None,
+    expect_head: Annotated[
+        Path | None,
+        typer.Option(
+            "--expect-head",
+            metavar="FILE",
+            help="A signed tree head saved earlier; the ledger must extend it.",
+        ),
+    ] = None,
 ) -> None:
     """Recompute every leaf, root and signature; exit 1 naming the first bad entry."""
     state = state_of(ctx)
     if offline is None and public_key_file is not None:
         raise CliError("--public-key: only used with --offline FILE", EXIT_INPUT, field="--public-key")
+    if offline is not None and expect_head is not None:
+        raise CliError("--expect-head: only used online", EXIT_INPUT, field="--expect-head")
     if offline is None:
         report = state.api().get(f"{EVIDENCE}/verify")
+        if report.get("ok") and expect_head is not None:
+            report = _continuity(state.api(), expect_head, report)
     else:
         report = _verify_file(offline, public_key_file)
     _verdict(state, report)
+
+
+def _continuity(api, saved_file: Path, report: dict) -> dict:
+    """The stored ledger verified; now it must also extend the head saved outside Keel."""
+    saved = read_document(saved_file, "--expect-head")
+    current = api.get(f"{EVIDENCE}/tree-head")
+    size1 = saved.get("tree_size") if isinstance(saved, dict) else None
+    proof = None
+    if isinstance(size1, int) and 0 < size1 < current["tree_size"]:
+        proof = api.get(f"{EVIDENCE}/proofs/consistency", params={"size1": size1})
+    ok, reason = check_continuity(saved, current, proof, api.get(f"{EVIDENCE}/public-key")["public_key_pem"])
+    return {**report, "ok": ok, "reason": f"{report['reason']}; {reason}"}
 
 
 def _verify_file(path: Path, key_path: Path | None) -> dict:

@@ -224,7 +224,7 @@ def _check_entry(position: int, entry: Any, seqs_present: set[int]) -> bytes:
     except InvalidInput as exc:
         raise _Failure(f"entry {seq}: {exc.detail}", seq) from None
     try:
-        stored = _as_bytes(entry.get("leaf_hash"), 32)
+        stored = decode_fixed(entry.get("leaf_hash"), 32)
     except ValueError as exc:
         raise _Failure(f"entry {seq}: leaf_hash {exc}", seq) from None
     if stored != recomputed:
@@ -236,8 +236,8 @@ def _parse_head(number: int, raw: Any) -> tuple[TreeHead, bytes, str | None]:
     if not isinstance(raw, Mapping):
         raise _Failure(f"tree head {number} is not an object", None)
     try:
-        root = _as_bytes(raw.get("root_hash"), 32)
-        signature = _as_bytes(raw.get("signature"), 64)
+        root = decode_fixed(raw.get("root_hash"), 32)
+        signature = decode_fixed(raw.get("signature"), 64)
         head = TreeHead(raw.get("tree_size"), root, raw.get("timestamp_ms"))  # type: ignore[arg-type]
     except ValueError as exc:
         raise _Failure(f"tree head {number} is malformed: {exc}", None) from None
@@ -249,7 +249,7 @@ def _parse_head(number: int, raw: Any) -> tuple[TreeHead, bytes, str | None]:
     return head, signature, head_kid
 
 
-def _as_bytes(value: Any, length: int) -> bytes:
+def decode_fixed(value: Any, length: int) -> bytes:
     """Raw bytes from canonical standard base64 (or bytes as they are), of a fixed length."""
     if isinstance(value, (bytes, bytearray)):
         raw = bytes(value)
