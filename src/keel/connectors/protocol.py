@@ -1,0 +1,210 @@
+"""The connector interface: the Airbyte protocol verbs spec, check, discover, read.
+
+A connector is a class registered under the ``keel.connectors`` entry-point
+group. It is stateless: configuration and state are passed to each call, and
+``read`` yields record batches each followed by the state checkpoint that
+covers it, so a caller that commits a batch and its checkpoint together gets
+exactly-once delivery across crashes and re-runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from keel.kernel.errors import InvalidInput, NotFound
+
+SyncMode = Literal["full_refresh", "incremental"]
+Failure = Literal["unreachable", "auth", "config", "permission"]
+SECRET_MARKERS = ("airbyte_secret", "x-secret")
+REDACTED = "***"
+_SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Outcome of ``check``: ``failure`` says which kind when ``ok`` is false."""
+
+    ok: bool
+    message: str
+    latency_ms: float
+    failure: Failure | None = None
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One stream a source offers; ``json_schema`` describes one record."""
+
+    name: str
+    json_schema: dict[str, Any]
+    supported_sync_modes: frozenset[SyncMode] = frozenset({"full_refresh"})
+    cursor_field: str | None = None
+    primary_key: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The streams ``discover`` found."""
+
+    streams: tuple[Stream, ...] = field(default_factory=tuple)
+
+    def stream(self, name: str) -> Stream:
+        for stream in self.streams:
+            if stream.name == name:
+                return stream
+        raise NotFound("stream", name)
+
+
+@dataclass(frozen=True)
+class RecordBatch:
+    """Records of one stream; the next ``StateCheckpoint`` of the stream covers them."""
+
+    stream: str
+    records: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class StateCheckpoint:
+    """State to resume ``read`` from once every batch yielded before it is committed."""
+
+    stream: str
+    state: dict[str, Any]
+
+
+Message = RecordBatch | StateCheckpoint
+
+
+class Connector(ABC):
+    """A source of records. Subclasses set ``name`` and ``version`` (semver)."""
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+
+    @abstractmethod
+    def spec(self) -> dict[str, Any]:
+        """JSON Schema (draft 2020-12) of the configuration; secrets carry ``airbyte_secret``."""
+
+    @abstractmethod
+    def check(self, config: Mapping[str, Any]) -> CheckResult:
+        """Test connectivity and credentials without reading data."""
+
+    @abstractmethod
+    def discover(self, config: Mapping[str, Any]) -> Catalog:
+        """List the streams the source offers, with a JSON Schema of their records."""
+
+    @abstractmethod
+    def read(
+        self,
+        config: Mapping[str, Any],
+        stream: str,
+        state: Mapping[str, Any] | None,
+        *,
+        batch_size: int = 1000,
+    ) -> Iterator[Message]:
+        """Yield batches of ``stream`` after ``state``, each followed by its checkpoint."""
+
+
+def is_semver(version: str) -> bool:
+    return bool(_SEMVER.match(version))
+
+
+def is_secret(schema: Mapping[str, Any]) -> bool:
+    return any(schema.get(marker) is True for marker in SECRET_MARKERS)
+
+
+def validate_config(connector: Connector, config: Mapping[str, Any]) -> dict[str, Any]:
+    """Check ``config`` against the connector's spec and return it with defaults filled in.
+
+    Raises ``InvalidInput`` whose ``field`` is the JSON path of the first error
+    (``config.csv.delimiter``); a secret's value never appears in the message.
+    """
+    spec = connector.spec()
+    if not isinstance(config, Mapping):
+        raise InvalidInput("config", "must be an object")
+    errors = sorted(
+        Draft202012Validator(spec).iter_errors(config),
+        key=lambda e: ([str(p) for p in e.absolute_path], e.message),
+    )
+    if errors:
+        field_path, detail = _describe(errors[0], spec)
+        raise InvalidInput(field_path, detail)
+    return _with_defaults(spec, copy.deepcopy(dict(config)))
+
+
+def _describe(error: ValidationError, spec: Mapping[str, Any]) -> tuple[str, str]:
+    path = "config" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+    if error.validator == "required" and isinstance(error.instance, Mapping):
+        missing = [name for name in error.validator_value if name not in error.instance]
+        if missing:
+            return f"{path}.{missing[0]}", "is required"
+    if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
+        known = set(error.schema.get("properties", {}))
+        extra = sorted(name for name in error.instance if name not in known)
+        if extra:
+            return f"{path}.{extra[0]}", "is not a known setting"
+    if is_secret(error.schema) or _secret_at(spec, list(error.absolute_path)):
+        return path, f"is invalid ({error.validator})"
+    return path, error.message
+
+
+def _secret_at(schema: Mapping[str, Any], path: list[Any]) -> bool:
+    node: Mapping[str, Any] = schema
+    for part in path:
+        node = node.get("items", {}) if isinstance(part, int) else node.get("properties", {}).get(part, {})
+        if is_secret(node):
+            return True
+    return False
+
+
+def _with_defaults(schema: Mapping[str, Any], value: Any) -> Any:
+    if isinstance(value, dict):
+        for name, sub in schema.get("properties", {}).items():
+            if name not in value and "default" in sub:
+                value[name] = copy.deepcopy(sub["default"])
+            if name in value:
+                value[name] = _with_defaults(sub, value[name])
+    elif isinstance(value, list) and isinstance(schema.get("items"), Mapping):
+        return [_with_defaults(schema["items"], item) for item in value]
+    return value
+
+
+def redact(spec: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``config`` with every secret field (per ``spec``) replaced by ``"***"``.
+
+    Looks through nested objects, arrays and ``oneOf``/``anyOf``/``allOf``
+    variants: a field secret in any variant is hidden.
+    """
+    return _redact(spec, copy.deepcopy(dict(config)))
+
+
+def _properties(schema: Mapping[str, Any]) -> dict[str, list[Mapping[str, Any]]]:
+    found: dict[str, list[Mapping[str, Any]]] = {}
+    for name, sub in schema.get("properties", {}).items():
+        found.setdefault(name, []).append(sub)
+    for keyword in ("oneOf", "anyOf", "allOf"):
+        for variant in schema.get(keyword, []):
+            for name, subs in _properties(variant).items():
+                found.setdefault(name, []).extend(subs)
+    return found
+
+
+def _redact(schema: Mapping[str, Any], value: Any) -> Any:
+    if isinstance(value, dict):
+        for name, subs in _properties(schema).items():
+            if name not in value:
+                continue
+            if any(is_secret(sub) for sub in subs):
+                value[name] = REDACTED
+            else:
+                for sub in subs:
+                    value[name] = _redact(sub, value[name])
+    elif isinstance(value, list) and isinstance(schema.get("items"), Mapping):
+        return [_redact(schema["items"], item) for item in value]
+    return value
