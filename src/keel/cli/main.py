@@ -8,7 +8,7 @@ import typer
 from typer.core import TyperGroup
 
 from keel import __version__
-from keel.cli import demo, evidence, identity, platform, rbac, render, tenants
+from keel.cli import demo, evidence, identity, platform, rbac, render, samples, tenants
 from keel.cli.client import CliError, State, read_settings, state_of
 
 
@@ -58,6 +58,7 @@ app.add_typer(identity.tokens_app, name="token")
 app.add_typer(rbac.app, name="rbac")
 app.add_typer(rbac.breakglass_app, name="breakglass")
 app.add_typer(evidence.app, name="evidence")
+app.add_typer(samples.app, name="sample")
 app.command("demo")(demo.command)
 
 
