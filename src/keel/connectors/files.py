@@ -19,16 +19,13 @@ a resume starts again at that file.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import datetime as dt
 import hashlib
 import json
 import os
 import re
 import time
 from collections.abc import Iterator, Mapping
-from decimal import Decimal
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -46,6 +43,7 @@ from keel.connectors.protocol import (
     RecordBatch,
     StateCheckpoint,
     Stream,
+    jsonable,
     validate_config,
 )
 from keel.kernel.errors import InvalidInput, NotFound
@@ -299,24 +297,7 @@ def _file_records(data: bytes, cfg: Mapping[str, Any], name: str) -> list[dict[s
             table = pa_parquet.read_table(pa.BufferReader(data))
         except (pa.ArrowException, OSError) as exc:
             raise _malformed(cfg, name, None, exc) from exc
-    return [{k: _jsonable(v) for k, v in row.items()} for row in table.to_pylist()]
-
-
-def _jsonable(value: Any) -> Any:
-    """Arrow values as JSON values: temporal → ISO 8601, decimal → exact string, bytes → base64."""
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode("ascii")
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    return value
+    return [{k: jsonable(v) for k, v in row.items()} for row in table.to_pylist()]
 
 
 # --- schema mapping ----------------------------------------------------------

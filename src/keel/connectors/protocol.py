@@ -9,11 +9,14 @@ exactly-once delivery across crashes and re-runs.
 
 from __future__ import annotations
 
+import base64
 import copy
+import datetime as dt
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, ClassVar, Literal
 
 from jsonschema import Draft202012Validator
@@ -207,4 +210,24 @@ def _redact(schema: Mapping[str, Any], value: Any) -> Any:
                     value[name] = _redact(sub, value[name])
     elif isinstance(value, list) and isinstance(schema.get("items"), Mapping):
         return [_redact(schema["items"], item) for item in value]
+    return value
+
+
+def jsonable(value: Any) -> Any:
+    """Source values as JSON values, the same for every connector.
+
+    Temporal values become ISO 8601, decimals exact strings, bytes base64.
+    """
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, list):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
     return value
