@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import re
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -37,8 +36,8 @@ import pyarrow.parquet as pa_parquet
 from keel.connectors.errors import ConnectorError
 from keel.connectors.protocol import (
     Catalog,
-    CheckResult,
     Connector,
+    Failure,
     Message,
     RecordBatch,
     StateCheckpoint,
@@ -100,31 +99,22 @@ class FilesConnector(Connector):
     def spec(self) -> dict[str, Any]:
         return SPEC
 
-    def check(self, config: Mapping[str, Any]) -> CheckResult:
-        started = time.perf_counter()
-
-        def result(ok: bool, message: str, failure: Any = None) -> CheckResult:
-            return CheckResult(ok, message, (time.perf_counter() - started) * 1000, failure)
-
-        try:
-            cfg = self._config(config)
-        except InvalidInput as exc:
-            return result(False, exc.detail, "config")
+    def probe(self, cfg: dict[str, Any]) -> tuple[bool, str, Failure | None]:
         root = Path(cfg["path"])
         if not root.exists():
-            return result(False, f"directory '{root}' does not exist", "unreachable")
+            return False, f"directory '{root}' does not exist", "unreachable"
         if not root.is_dir():
-            return result(False, f"'{root}' is not a directory", "config")
+            return False, f"'{root}' is not a directory", "config"
         if not os.access(root, os.R_OK | os.X_OK):
-            return result(False, f"directory '{root}' is not readable", "permission")
+            return False, f"directory '{root}' is not readable", "permission"
         try:
             count = len(_matching(root, cfg["pattern"]))
         except PermissionError as exc:
-            return result(False, f"cannot list '{exc.filename}'", "permission")
-        return result(True, f"directory '{root}' is readable; {count} file(s) match '{cfg['pattern']}'")
+            return False, f"cannot list '{exc.filename}'", "permission"
+        return True, f"directory '{root}' is readable; {count} file(s) match '{cfg['pattern']}'", None
 
     def discover(self, config: Mapping[str, Any]) -> Catalog:
-        cfg = self._config(config)
+        cfg = self.configure(config)
         root = Path(cfg["path"])
         files = _matching(root, cfg["pattern"])
         if not files:
@@ -153,14 +143,14 @@ class FilesConnector(Connector):
         *,
         batch_size: int = 1000,
     ) -> Iterator[Message]:
-        cfg = self._config(config)
+        cfg = self.configure(config)
         if stream != cfg["stream"]:
             raise NotFound("stream", stream)
         if batch_size < 1:
             raise InvalidInput("batch_size", "must be at least 1")
         return _Reader(cfg, state or {}, batch_size).messages()
 
-    def _config(self, config: Mapping[str, Any]) -> dict[str, Any]:
+    def configure(self, config: Mapping[str, Any]) -> dict[str, Any]:
         cfg = validate_config(self, config)
         pattern = PurePosixPath(cfg["pattern"])
         if pattern.is_absolute() or ".." in pattern.parts:

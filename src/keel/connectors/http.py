@@ -47,8 +47,8 @@ from keel.connectors.errors import ConnectorError
 from keel.connectors.protocol import (
     REDACTED,
     Catalog,
-    CheckResult,
     Connector,
+    Failure,
     Message,
     RecordBatch,
     StateCheckpoint,
@@ -168,16 +168,7 @@ class HttpConnector(Connector):
     def spec(self) -> dict[str, Any]:
         return SPEC
 
-    def check(self, config: Mapping[str, Any]) -> CheckResult:
-        started = time.perf_counter()
-
-        def result(ok: bool, message: str, failure: Any = None) -> CheckResult:
-            return CheckResult(ok, message, (time.perf_counter() - started) * 1000, failure)
-
-        try:
-            cfg = self._config(config)
-        except InvalidInput as exc:
-            return result(False, exc.detail, "config")
+    def probe(self, cfg: dict[str, Any]) -> tuple[bool, str, Failure | None]:
         stream = cfg["streams"][0]
         try:
             # A check answers fast: a refused connection is reported, not retried.
@@ -188,11 +179,11 @@ class HttpConnector(Connector):
             kind = {"auth": "auth", "unreachable": "unreachable", "rate_limited": "unreachable"}.get(
                 reason, "config"
             )
-            return result(False, exc.detail, kind)
-        return result(True, f"GET {stream['path']} answered with {len(records)} record(s)")
+            return False, exc.detail, kind
+        return True, f"GET {stream['path']} answered with {len(records)} record(s)", None
 
     def discover(self, config: Mapping[str, Any]) -> Catalog:
-        cfg = self._config(config)
+        cfg = self.configure(config)
         streams = []
         with _Session(cfg, self.sleep) as session:
             for stream in cfg["streams"]:
@@ -219,7 +210,7 @@ class HttpConnector(Connector):
         *,
         batch_size: int = 1000,
     ) -> Iterator[Message]:
-        cfg = self._config(config)
+        cfg = self.configure(config)
         found = next((s for s in cfg["streams"] if s["name"] == stream), None)
         if found is None:
             raise NotFound("stream", stream)
@@ -270,7 +261,7 @@ class HttpConnector(Connector):
                 yield checkpoint(next=next_token)
                 token = next_token
 
-    def _config(self, config: Mapping[str, Any]) -> dict[str, Any]:
+    def configure(self, config: Mapping[str, Any]) -> dict[str, Any]:
         cfg = validate_config(self, config)
         names = [s["name"] for s in cfg["streams"]]
         for index, stream in enumerate(cfg["streams"]):

@@ -13,6 +13,7 @@ import base64
 import copy
 import datetime as dt
 import re
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -94,9 +95,26 @@ class Connector(ABC):
     def spec(self) -> dict[str, Any]:
         """JSON Schema (draft 2020-12) of the configuration; secrets carry ``airbyte_secret``."""
 
-    @abstractmethod
     def check(self, config: Mapping[str, Any]) -> CheckResult:
-        """Test connectivity and credentials without reading data."""
+        """Test the configuration, connectivity and credentials without reading data.
+
+        The same for every connector: a configuration that does not validate is a
+        ``config`` failure; otherwise ``probe`` asks the source. The latency covers both.
+        """
+        started = time.perf_counter()
+        try:
+            ok, message, failure = self.probe(self.configure(config))
+        except InvalidInput as exc:
+            ok, message, failure = False, exc.detail, "config"
+        return CheckResult(ok, message, (time.perf_counter() - started) * 1000, failure)
+
+    def configure(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The validated configuration with defaults filled in; connectors add their own checks."""
+        return validate_config(self, config)
+
+    @abstractmethod
+    def probe(self, cfg: dict[str, Any]) -> tuple[bool, str, Failure | None]:
+        """``(ok, message, failure)`` of asking the source, for a validated configuration."""
 
     @abstractmethod
     def discover(self, config: Mapping[str, Any]) -> Catalog:

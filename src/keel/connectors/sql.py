@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
@@ -45,7 +44,6 @@ from keel.connectors.errors import ConnectorError
 from keel.connectors.protocol import (
     REDACTED,
     Catalog,
-    CheckResult,
     Connector,
     Failure,
     Message,
@@ -122,36 +120,27 @@ class SqlConnector(Connector):
     def spec(self) -> dict[str, Any]:
         return SPEC
 
-    def check(self, config: Mapping[str, Any]) -> CheckResult:
-        started = time.perf_counter()
-
-        def result(ok: bool, message: str, failure: Failure | None = None) -> CheckResult:
-            return CheckResult(ok, message, (time.perf_counter() - started) * 1000, failure)
-
+    def probe(self, cfg: dict[str, Any]) -> tuple[bool, str, Failure | None]:
         try:
-            cfg = self._config(config)
             with read_only_connection(cfg) as conn:
                 conn.execute(sa.text("SELECT 1")).scalar_one()
                 read_only = _is_read_only(conn)
                 inspector = sa.inspect(conn)
                 schema = cfg.get("schema")
                 if schema is not None and not inspector.has_schema(schema):
-                    return result(False, f"schema '{schema}' does not exist", "config")
+                    return False, f"schema '{schema}' does not exist", "config"
                 names = set(_relations(inspector, schema))
                 missing = [t for t in cfg.get("tables", []) if t not in names]
                 if missing:
-                    return result(False, f"table(s) not found: {', '.join(missing)}", "config")
-        except InvalidInput as exc:
-            return result(False, str(exc), "config")
+                    return False, f"table(s) not found: {', '.join(missing)}", "config"
         except sa.exc.DBAPIError as exc:
             failure, message = describe(exc, cfg.get("password"))
-            return result(False, message, failure)
-        where = _display(cfg)
+            return False, message, failure
         session = "the session is read-only" if read_only else "the session is NOT read-only"
-        return result(True, f"{where} answers SELECT 1; {session}")
+        return True, f"{_display(cfg)} answers SELECT 1; {session}", None
 
     def discover(self, config: Mapping[str, Any]) -> Catalog:
-        cfg = self._config(config)
+        cfg = self.configure(config)
         schema = cfg.get("schema")
         with _errors(cfg, None), read_only_connection(cfg) as conn:
             inspector = sa.inspect(conn)
@@ -173,7 +162,7 @@ class SqlConnector(Connector):
         *,
         batch_size: int = 1000,
     ) -> Iterator[Message]:
-        cfg = self._config(config)
+        cfg = self.configure(config)
         if cfg.get("tables") and stream not in cfg["tables"]:
             raise NotFound("stream", stream)
         size = cfg.get("batch_size", batch_size)
@@ -181,7 +170,7 @@ class SqlConnector(Connector):
             raise InvalidInput("batch_size", "must be at least 1")
         return _read(cfg, stream, dict(state or {}), size)
 
-    def _config(self, config: Mapping[str, Any]) -> dict[str, Any]:
+    def configure(self, config: Mapping[str, Any]) -> dict[str, Any]:
         cfg = validate_config(self, config)
         try:
             url = sa.make_url(cfg["url"])

@@ -11,7 +11,6 @@ import pytest
 
 from keel.connectors import (
     Catalog,
-    CheckResult,
     Connector,
     ConnectorRegistry,
     ConnectorUnavailable,
@@ -68,8 +67,8 @@ class ApiConnector(Connector):
     def spec(self) -> dict[str, Any]:
         return API_SPEC
 
-    def check(self, config: Mapping[str, Any]) -> CheckResult:
-        return CheckResult(ok=True, message="not contacted", latency_ms=0.0)
+    def probe(self, cfg: dict[str, Any]) -> tuple[bool, str, None]:
+        return True, "not contacted", None
 
     def discover(self, config: Mapping[str, Any]) -> Catalog:
         return Catalog()
