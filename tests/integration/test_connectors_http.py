@@ -402,3 +402,22 @@ def test_retry_after_is_read_as_seconds_or_as_an_http_date():
         ] == [7.0, 30.0, 0.0, None, None]
     finally:
         set_clock(None)
+
+
+def test_a_window_state_asks_for_the_records_updated_at_or_after_its_start(crm):
+    connector = HttpConnector()
+    opportunities = crm.data["opportunities"]
+    start = opportunities[len(opportunities) // 3]["updated_at"]
+    state = connector.window_state(config(crm.url), "opportunities", start, "2099-01-01T00:00:00Z")
+    records = records_of(list(connector.read(config(crm.url), "opportunities", state)))
+    assert state == {"cursor": start}
+    assert records == [o for o in opportunities if o["updated_at"] >= start]  # the API has no upper bound
+    assert HttpConnector.repeats_boundary_records is True  # the boundary record comes again
+
+
+def test_a_stream_without_an_incremental_parameter_has_no_window(crm):
+    with pytest.raises(InvalidInput) as raised:
+        HttpConnector().window_state(config(crm.url), "accounts", "2026-01-01")
+    with pytest.raises(NotFound):
+        HttpConnector().window_state(config(crm.url), "invoices", "2026-01-01")
+    assert raised.value.detail == "window: stream 'accounts' has no incremental parameter to read windows by"

@@ -42,7 +42,7 @@ from keel.connectors.protocol import (
     RecordBatch,
     StateCheckpoint,
     Stream,
-    jsonable,
+    jsonable_column,
     validate_config,
 )
 from keel.kernel.errors import InvalidInput, NotFound
@@ -287,7 +287,9 @@ def _file_records(data: bytes, cfg: Mapping[str, Any], name: str) -> list[dict[s
             table = pa_parquet.read_table(pa.BufferReader(data))
         except (pa.ArrowException, OSError) as exc:
             raise _malformed(cfg, name, None, exc) from exc
-    return [{k: jsonable(v) for k, v in row.items()} for row in table.to_pylist()]
+    # Column by column: converting row by row costs several times as much.
+    columns = [jsonable_column(column.to_pylist()) for column in table.columns]
+    return [dict(zip(table.column_names, values, strict=True)) for values in zip(*columns, strict=True)]
 
 
 # --- schema mapping ----------------------------------------------------------

@@ -161,6 +161,7 @@ class HttpConnector(Connector):
 
     name = "http"
     version = "1.0.0"
+    repeats_boundary_records = True  # incremental APIs filter with >= (see the module docstring)
 
     def __init__(self, *, sleep: Callable[[float], None] = time.sleep) -> None:
         self.sleep = sleep
@@ -260,6 +261,23 @@ class HttpConnector(Connector):
                     return
                 yield checkpoint(next=next_token)
                 token = next_token
+
+    def window_state(
+        self, config: Mapping[str, Any], stream: str, start: Any, end: Any = None
+    ) -> dict[str, Any]:
+        """``{"cursor": start}``: the API is asked for records updated at or after ``start``.
+
+        The API has no upper bound, so ``end`` is left to the caller.
+        """
+        cfg = self.configure(config)
+        found = next((s for s in cfg["streams"] if s["name"] == stream), None)
+        if found is None:
+            raise NotFound("stream", stream)
+        if not found.get("incremental"):
+            raise InvalidInput("window", f"stream '{stream}' has no incremental parameter to read windows by")
+        if start is None:
+            raise InvalidInput("window.start", "is required")
+        return {"cursor": start}
 
     def configure(self, config: Mapping[str, Any]) -> dict[str, Any]:
         cfg = validate_config(self, config)

@@ -86,10 +86,16 @@ Message = RecordBatch | StateCheckpoint
 
 
 class Connector(ABC):
-    """A source of records. Subclasses set ``name`` and ``version`` (semver)."""
+    """A source of records. Subclasses set ``name`` and ``version`` (semver).
+
+    ``repeats_boundary_records``: an incremental read may deliver again records an
+    earlier read delivered (the source filters its cursor with ``>=``), so whoever
+    lands them de-duplicates them.
+    """
 
     name: ClassVar[str]
     version: ClassVar[str]
+    repeats_boundary_records: ClassVar[bool] = False
 
     @abstractmethod
     def spec(self) -> dict[str, Any]:
@@ -130,6 +136,15 @@ class Connector(ABC):
         batch_size: int = 1000,
     ) -> Iterator[Message]:
         """Yield batches of ``stream`` after ``state``, each followed by its checkpoint."""
+
+    def window_state(
+        self, config: Mapping[str, Any], stream: str, start: Any, end: Any = None
+    ) -> dict[str, Any]:
+        """A state from which ``read`` delivers the records whose cursor is ``>= start``, for a replay
+        or backfill of a window. ``end`` (exclusive) lets a connector stop early; the caller still
+        drops records at or after it. Connectors that cannot do this raise ``InvalidInput``.
+        """
+        raise InvalidInput("window", f"the {self.name} connector cannot read a window of a stream")
 
 
 def is_semver(version: str) -> bool:
@@ -236,6 +251,12 @@ def jsonable(value: Any) -> Any:
 
     Temporal values become ISO 8601, decimals exact strings, bytes base64.
     """
+    # Called for every value a connector reads: the common exact types are looked up first.
+    kind = type(value)
+    if kind in JSON_SCALARS:
+        return value
+    if kind in _ISO_TYPES:
+        return value.isoformat()
     if isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, Decimal):
@@ -249,3 +270,26 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: jsonable(v) for k, v in value.items()}
     return value
+
+
+def jsonable_column(values: list[Any]) -> list[Any]:
+    """``jsonable`` of each value of one column, fast when the column holds one type (the usual case)."""
+    kinds = set(map(type, values))
+    kinds.discard(type(None))
+    if kinds <= JSON_SCALARS:
+        return values
+    if len(kinds) == 1:
+        convert = _CONVERTERS.get(kinds.pop())
+        if convert is not None:
+            return [None if v is None else convert(v) for v in values]
+    return [jsonable(v) for v in values]
+
+
+JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
+_ISO_TYPES = frozenset({dt.datetime, dt.date, dt.time})
+_CONVERTERS: dict[type, Any] = {
+    dt.datetime: dt.datetime.isoformat,
+    dt.date: dt.date.isoformat,
+    dt.time: dt.time.isoformat,
+    Decimal: str,
+}

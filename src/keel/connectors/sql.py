@@ -14,6 +14,7 @@ Rows are streamed with server-side cursors, ``batch_size`` at a time. State::
     {"mode": "full_refresh", "last_pk": [...]}            # after each batch
     {"mode": "full_refresh", "last_pk": [...], "done": true}   # at the end
     {"mode": "incremental", "cursor": value, "last_pk": [...]}
+    {"mode": "incremental", "cursor": start, "last_pk": null, "inclusive": true, "until": end}
 
 Full refresh reads in primary-key order with keyset pagination (``WHERE pk >
 last_pk``), so a crash mid-table resumes after the last committed key; a state
@@ -22,7 +23,10 @@ key cannot be resumed: its batches are followed by one checkpoint only, at the
 end, so the caller commits all or nothing. Incremental mode (a column named in
 ``cursor_fields``; tables with a primary key only) reads ``WHERE cursor >
 last_cursor OR (cursor = last_cursor AND pk > last_pk) ORDER BY cursor, pk``;
-rows whose cursor is NULL are never read incrementally. Values in records and
+rows whose cursor is NULL are never read incrementally. ``window_state`` makes
+the last form, for a replay or backfill: ``cursor >= start`` (``inclusive``), and
+``cursor < until`` on every read that carries ``until`` (its checkpoints keep it).
+Values in records and
 state are JSON-safe exactly as in the files connector (temporal → ISO 8601,
 decimal → exact string, bytes → base64).
 """
@@ -51,6 +55,7 @@ from keel.connectors.protocol import (
     StateCheckpoint,
     Stream,
     jsonable,  # one conversion for every connector
+    jsonable_column,
     validate_config,
 )
 from keel.kernel.errors import InvalidInput, NotFound
@@ -169,6 +174,20 @@ class SqlConnector(Connector):
         if size < 1:
             raise InvalidInput("batch_size", "must be at least 1")
         return _read(cfg, stream, dict(state or {}), size)
+
+    def window_state(
+        self, config: Mapping[str, Any], stream: str, start: Any, end: Any = None
+    ) -> dict[str, Any]:
+        cfg = self.configure(config)
+        if stream not in cfg.get("cursor_fields", {}):
+            raise InvalidInput(
+                "window",
+                f"stream '{stream}' is read in full; set config.cursor_fields.{stream} to read windows",
+            )
+        if start is None:
+            raise InvalidInput("window.start", "is required")
+        state = {"mode": "incremental", "cursor": start, "last_pk": None, "inclusive": True}
+        return state if end is None else {**state, "until": end}
 
     def configure(self, config: Mapping[str, Any]) -> dict[str, Any]:
         cfg = validate_config(self, config)
@@ -331,7 +350,7 @@ def describe(exc: sa.exc.DBAPIError, password: str | None = None) -> tuple[Failu
     elif orig is not None and getattr(orig, "args", None) and isinstance(orig.args[0], int):
         failure = _MYSQL_CODES.get(orig.args[0])
     if failure is None:
-        if "password authentication failed" in low or "no password supplied" in low:
+        if "password authentication failed" in low or "no password supplied" in low or _unknown_role(low):
             failure = "auth"
         elif any(word in low for word in _UNREACHABLE_WORDS) or exc.connection_invalidated:
             failure = "unreachable"
@@ -340,6 +359,11 @@ def describe(exc: sa.exc.DBAPIError, password: str | None = None) -> tuple[Failu
         elif "permission denied" in low or "access denied" in low:
             failure = "permission"
     return failure, message
+
+
+def _unknown_role(low: str) -> bool:
+    # PostgreSQL refuses an unknown user before any SQLSTATE reaches the client: that is bad credentials.
+    return low.find('role "') != -1 and "does not exist" in low
 
 
 def _scrub(text: str, password: str | None) -> str:
@@ -442,8 +466,7 @@ def _read(cfg: dict[str, Any], stream: str, state: dict[str, Any], batch_size: i
         result = conn.execute(plan.query())
         last: dict[str, Any] | None = None
         for rows in result.partitions(batch_size):
-            records = [plan.record(row) for row in rows]
-            yield RecordBatch(stream, records)
+            yield RecordBatch(stream, plan.records(rows))
             if plan.pk:
                 last = plan.state_after(rows[-1])
                 yield StateCheckpoint(stream, last)
@@ -462,6 +485,7 @@ class _Plan:
         self.pk = list(table.primary_key.columns)
         self.cursor: sa.Column | None = None
         self.flags = {c.name for c in table.columns if _is_flag(c.type)}
+        self.names = [c.name for c in table.columns]  # the query selects them in this order
         if cursor_name is not None:
             if cursor_name not in table.columns:
                 raise InvalidInput(
@@ -481,21 +505,29 @@ class _Plan:
             )
         self.last_pk: list[Any] | None = None
         self.last_cursor: Any = None
+        self.until: Any = None
         if state and not state.get("done"):
             if state.get("last_pk") is not None:
                 if not self.pk or len(state["last_pk"]) != len(self.pk):
                     raise InvalidInput("state.last_pk", f"does not match the primary key of '{table.name}'")
-                self.last_pk = [_from_json(v, c) for v, c in zip(state["last_pk"], self.pk, strict=True)]
+                self.last_pk = [
+                    _from_json(v, c, "state.last_pk") for v, c in zip(state["last_pk"], self.pk, strict=True)
+                ]
             if self.cursor is not None and state.get("cursor") is not None:
-                self.last_cursor = _from_json(state["cursor"], self.cursor)
+                self.last_cursor = _from_json(state["cursor"], self.cursor, "state.cursor")
+            if self.cursor is not None and state.get("until") is not None:
+                self.until = _from_json(state["until"], self.cursor, "state.until")
+        self.inclusive = bool(state.get("inclusive")) and self.last_pk is None
         self.state = dict(state)
 
     def query(self) -> sa.Select:
         query = sa.select(*self.table.columns)
         if self.cursor is not None:
             query = query.where(self.cursor.is_not(None))
+            if self.until is not None:
+                query = query.where(self.cursor < self.until)
             if self.last_cursor is not None:
-                later = self.cursor > self.last_cursor
+                later = self.cursor >= self.last_cursor if self.inclusive else self.cursor > self.last_cursor
                 if self.last_pk is not None:
                     later = sa.or_(
                         later, sa.and_(self.cursor == self.last_cursor, _after(self.pk, self.last_pk))
@@ -506,18 +538,23 @@ class _Plan:
             query = query.where(_after(self.pk, self.last_pk))
         return query.order_by(*self.pk)
 
-    def record(self, row: sa.Row) -> dict[str, Any]:
-        return {
-            k: (bool(v) if k in self.flags and v is not None else jsonable(v))
-            for k, v in row._mapping.items()
-        }
+    def records(self, rows: Sequence[sa.Row]) -> list[dict[str, Any]]:
+        """The rows as JSON records; converted column by column, the hot path of a read."""
+        columns = [list(values) for values in zip(*rows, strict=True)]
+        for index, name in enumerate(self.names):
+            if name in self.flags:
+                columns[index] = [None if v is None else bool(v) for v in columns[index]]
+            else:
+                columns[index] = jsonable_column(columns[index])
+        return [dict(zip(self.names, values, strict=True)) for values in zip(*columns, strict=True)]
 
     def state_after(self, row: sa.Row) -> dict[str, Any]:
         values = row._mapping
         last_pk = [jsonable(values[c.name]) for c in self.pk]
         if self.cursor is None:
             return {"mode": "full_refresh", "last_pk": last_pk}
-        return {"mode": "incremental", "cursor": jsonable(values[self.cursor.name]), "last_pk": last_pk}
+        state = {"mode": "incremental", "cursor": jsonable(values[self.cursor.name]), "last_pk": last_pk}
+        return state if self.until is None else {**state, "until": self.state["until"]}
 
     def start_state(self) -> dict[str, Any]:
         return self.state if self.state else {"mode": "incremental", "cursor": None, "last_pk": None}
@@ -531,22 +568,34 @@ def _after(columns: Sequence[sa.Column], values: Sequence[Any]) -> sa.ColumnElem
     return sa.or_(first > value, sa.and_(first == value, _after(columns[1:], values[1:])))
 
 
-def _from_json(value: Any, column: sa.Column) -> Any:
-    """A state value (JSON) back as the Python value the column binds."""
+def _from_json(value: Any, column: sa.Column, field: str) -> Any:
+    """A state value (JSON) back as the Python value the column binds; ``field`` names it in errors.
+
+    A date-time gets the column's kind: an offset is dropped (after conversion to
+    UTC) for a column without zone, and UTC is assumed for a column with one.
+    """
     if value is None:
         return None
     try:
         python_type = column.type.python_type
     except NotImplementedError:
         return value
-    if python_type is dt.datetime:
-        return dt.datetime.fromisoformat(value)
-    if python_type is dt.date:
-        return dt.date.fromisoformat(value)
-    if python_type is dt.time:
-        return dt.time.fromisoformat(value)
-    if python_type is Decimal:
-        return Decimal(str(value))
-    if python_type is int and not isinstance(value, bool):
-        return int(value)
+    try:
+        if python_type is dt.datetime:
+            instant = dt.datetime.fromisoformat(str(value))
+            if getattr(column.type, "timezone", False):
+                return instant if instant.tzinfo else instant.replace(tzinfo=dt.UTC)
+            return instant.astimezone(dt.UTC).replace(tzinfo=None) if instant.tzinfo else instant
+        if python_type is dt.date:
+            return dt.datetime.fromisoformat(str(value)).date()  # a date-time names its day
+        if python_type is dt.time:
+            return dt.time.fromisoformat(str(value))
+        if python_type is Decimal:
+            return Decimal(str(value))
+        if python_type is int and not isinstance(value, bool):
+            return int(value)
+    except (ValueError, ArithmeticError):
+        raise InvalidInput(
+            field, f"{value!r} is not a valid {python_type.__name__} for column '{column.name}'"
+        ) from None
     return value

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from collections.abc import Iterator, Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from keel.connectors import (
     validate_config,
 )
 from keel.connectors.files import FilesConnector
+from keel.connectors.protocol import jsonable, jsonable_column
 from keel.kernel.errors import Conflict, InvalidInput, NotFound
 
 API_SPEC: dict[str, Any] = {
@@ -193,7 +196,12 @@ def test_a_broken_plugin_is_reported_by_name_and_the_others_still_load(
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     registry = ConnectorRegistry()
-    assert registry.names() == ["files", "http", "sql"]  # the built-ins, untouched by the broken plugin
+    assert registry.names() == [
+        "files",
+        "http",
+        "singer",
+        "sql",
+    ]  # the built-ins, untouched by the broken plugin
     assert registry.broken == {
         "broken": "ModuleNotFoundError: No module named 'keel_no_such_module_for_tests'",
         "notaconnector": (
@@ -230,3 +238,23 @@ def test_a_connector_without_a_semver_version_is_refused() -> None:
     with pytest.raises(InvalidInput) as caught:
         ConnectorRegistry(group=None).register(Unversioned)
     assert caught.value.fields["field"] == "connector.version"
+
+
+def test_a_connector_without_window_support_says_so() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        ApiConnector().window_state({}, "orders", "2026-01-01")
+    assert caught.value.detail == "window: the test_api connector cannot read a window of a stream"
+    assert ApiConnector.repeats_boundary_records is False
+
+
+def test_a_column_converts_to_json_values_as_each_value_would() -> None:
+    columns = [
+        [1, None, "x", 2.5, True],
+        [dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC), None],
+        [dt.date(2026, 1, 2), dt.time(3, 4)],
+        [Decimal("1.50"), None, Decimal("1E-7")],
+        [b"\x00\x01", dt.timedelta(seconds=90), [Decimal("2")], {"k": dt.date(2026, 1, 1)}],
+    ]
+    for values in columns:
+        assert jsonable_column(values) == [jsonable(v) for v in values]
+    assert jsonable_column(columns[1]) == ["2026-01-02T03:04:05+00:00", None]

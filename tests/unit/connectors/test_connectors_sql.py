@@ -344,3 +344,56 @@ def test_incremental_on_a_table_without_primary_key_is_refused(erp: Path) -> Non
     with pytest.raises(InvalidInput) as raised:
         list(SQL.read(config(erp, cursor_fields={"events": "at"}), "events", None))
     assert raised.value.fields["field"] == "config.cursor_fields.events"
+
+
+# --- windows (replay and backfill) -------------------------------------------
+
+
+def test_a_window_state_reads_from_its_start_inclusive_and_stops_before_its_end(erp: Path) -> None:
+    cfg = config(erp, cursor_fields={"invoices": "updated_at"})
+    rows = by_cursor(expected("invoices"))
+    start, end = rows[10]["updated_at"], rows[30]["updated_at"]
+    state = SQL.window_state(cfg, "invoices", start, end)
+    records, messages, last = read_all(cfg, "invoices", state, batch_size=7)
+
+    in_window = [r for r in rows if start <= r["updated_at"] < end]
+    assert state == {"mode": "incremental", "cursor": start, "last_pk": None, "inclusive": True, "until": end}
+    assert records == in_window and in_window[0] == rows[10]
+    assert all(m.state["until"] == end for m in messages if isinstance(m, StateCheckpoint))
+    assert last == {"mode": "incremental", "cursor": in_window[-1]["updated_at"],
+                    "last_pk": [in_window[-1]["row_id"]], "until": end}  # fmt: skip
+
+
+def test_a_window_read_resumed_from_its_checkpoint_yields_exactly_the_rest(erp: Path) -> None:
+    cfg = config(erp, cursor_fields={"invoices": "updated_at"})
+    rows = by_cursor(expected("invoices"))
+    state = SQL.window_state(cfg, "invoices", rows[5]["updated_at"], rows[40]["updated_at"])
+    first = list(SQL.read(cfg, "invoices", state, batch_size=10))[:2]
+    rest, _, _ = read_all(cfg, "invoices", first[1].state)
+    assert first[0].records + rest == rows[5:40]
+
+
+def test_a_window_start_with_an_offset_is_compared_in_utc_on_a_column_without_zone(erp: Path) -> None:
+    cfg = config(erp, cursor_fields={"invoices": "updated_at"})
+    rows = by_cursor(expected("invoices"))
+    start = dt.datetime.fromisoformat(rows[20]["updated_at"]).replace(tzinfo=dt.UTC)
+    in_paris = start.astimezone(dt.timezone(dt.timedelta(hours=1))).isoformat()
+    records, _, _ = read_all(cfg, "invoices", SQL.window_state(cfg, "invoices", in_paris))
+    assert records == rows[20:]
+
+
+def test_a_stream_read_in_full_has_no_window(erp: Path) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        SQL.window_state(config(erp), "invoices", "2026-01-01")
+    assert raised.value.to_dict()["detail"] == (
+        "window: stream 'invoices' is read in full; set config.cursor_fields.invoices to read windows"
+    )
+
+
+def test_a_window_start_that_is_not_a_value_of_the_cursor_column_is_invalid(erp: Path) -> None:
+    cfg = config(erp, cursor_fields={"invoices": "updated_at"})
+    with pytest.raises(InvalidInput) as raised:
+        list(SQL.read(cfg, "invoices", SQL.window_state(cfg, "invoices", "last tuesday")))
+    assert (
+        raised.value.detail == "state.cursor: 'last tuesday' is not a valid datetime for column 'updated_at'"
+    )

@@ -1,0 +1,367 @@
+"""A tenant's Raw layer: each (source, stream) lands in a typed table of its DuckDB file, exactly once.
+
+A stream's records go to ``raw."<source_key>__<stream>"`` (both parts reduced to
+``[a-z0-9_]``), with columns typed from the stream's JSON Schema (see
+``columns.py``) plus four of Keel's: ``_keel_batch_id``, ``_keel_source`` (the
+source id), ``_keel_ingested_at`` and ``_keel_record_hash`` (``hashing.py``).
+A field the schema gains later becomes a new column; a field a record holds that
+the schema lacks becomes a ``JSON`` column. A column keeps the type it was made
+with: a record must fit it.
+
+Bookkeeping lives next to the data, so it commits in the same transaction::
+
+    raw._keel_tables   table_name, source_id, source_key, stream, created_at
+    raw._keel_batches  batch_id, source_id, stream, run_id, kind, rows, skipped_duplicates,
+                       state, committed_at
+    raw._keel_state    source_id, stream, state, batch_id, updated_at
+
+``commit_batch`` inserts a batch's rows, records the batch and moves the stream's
+state in ONE transaction: after a crash either all three happened or none did,
+which is what makes a resumed read exactly-once.
+
+Each operation opens the file and closes it again (DuckDB lets one process at a
+time write a file, and the API may need it between syncs); ``session()`` keeps
+one connection for a run of operations, since opening costs ~25 ms.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import duckdb
+
+from keel.connectors.errors import ConnectorError
+from keel.connectors.protocol import Stream
+from keel.ingestion import columns as col
+from keel.ingestion import staging
+from keel.ingestion.staging import META, quote
+from keel.kernel.clock import utcnow
+from keel.kernel.errors import Conflict, InvalidInput, NotFound
+from keel.kernel.ids import new_id
+
+Kind = Literal["sync", "replay", "backfill"]
+KINDS: tuple[Kind, ...] = ("sync", "replay", "backfill")
+RESERVED_PREFIX = "_keel_"
+
+_BOOKKEEPING = """
+CREATE SCHEMA IF NOT EXISTS raw;
+CREATE TABLE IF NOT EXISTS raw._keel_tables (
+    table_name VARCHAR NOT NULL, source_id VARCHAR NOT NULL, source_key VARCHAR NOT NULL,
+    stream VARCHAR NOT NULL, created_at TIMESTAMPTZ NOT NULL);
+CREATE TABLE IF NOT EXISTS raw._keel_batches (
+    batch_id VARCHAR NOT NULL, source_id VARCHAR NOT NULL, stream VARCHAR NOT NULL, run_id VARCHAR,
+    kind VARCHAR NOT NULL, rows BIGINT NOT NULL, skipped_duplicates BIGINT NOT NULL, state JSON,
+    committed_at TIMESTAMPTZ NOT NULL);
+CREATE TABLE IF NOT EXISTS raw._keel_state (
+    source_id VARCHAR NOT NULL, stream VARCHAR NOT NULL, state JSON, batch_id VARCHAR NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL);
+"""
+_NOT_NAME = re.compile(r"[^a-z0-9_]+")
+
+
+class RawBusy(Conflict):
+    """Another process holds the tenant's DuckDB file (DuckDB allows one writing process)."""
+
+    code = "raw_busy"
+    title = "Raw layer busy"
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    batch_id: str
+    rows: int  # inserted
+    skipped: int  # duplicates not inserted again (dedupe)
+
+
+def table_name(source_key: str, stream: str) -> str:
+    """``<source_key>__<stream>``, each part lower-cased and reduced to ``[a-z0-9_]``.
+
+    Runs of other characters and of underscores become one underscore, so the
+    double underscore between the parts cannot occur inside either.
+    """
+    return f"{_name_part('source_key', source_key)}__{_name_part('stream', stream)}"
+
+
+def _name_part(field: str, text: str) -> str:
+    part = re.sub("_+", "_", _NOT_NAME.sub("_", str(text).lower())).strip("_")
+    if not part:
+        raise InvalidInput(field, f"'{text}' has no letter or digit to name a Raw table after")
+    return part
+
+
+class RawStore:
+    """The Raw layer in one tenant's DuckDB file (``TenantDataPlanes.database_path``)."""
+
+    def __init__(self, path: Path | str, *, _connection: duckdb.DuckDBPyConnection | None = None) -> None:
+        self.path = Path(path)
+        self._held = _connection
+
+    # --- connections --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[RawStore]:
+        """A store that keeps one connection open until the block ends (for a whole sync).
+
+        Not for sharing between threads: a DuckDB connection is used by one at a time.
+        """
+        if self._held is not None:
+            yield self
+            return
+        with self._connection() as con:
+            yield RawStore(self.path, _connection=con)
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        if self._held is not None:
+            yield self._held
+            return
+        if not self.path.is_file():
+            raise NotFound("data plane", self.path.parent.name)
+        try:
+            con = duckdb.connect(str(self.path))
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise RawBusy(
+                    "the tenant's Raw layer is open in another process; try again shortly",
+                    tenant_id=self.path.parent.name,
+                ) from None
+            raise
+        try:
+            con.execute("SET TimeZone = 'UTC'")  # date-times without an offset are UTC
+            con.execute(_BOOKKEEPING)
+            yield con
+        finally:
+            con.close()
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def commit_batch(
+        self,
+        source_id: str,
+        source_key: str,
+        stream: Stream,
+        *,
+        run_id: str | None,
+        records: Sequence[Mapping[str, Any]],
+        state: Mapping[str, Any] | None,
+        kind: Kind = "sync",
+        dedupe: bool = False,
+        advance_state: bool = True,
+    ) -> BatchResult:
+        """Insert ``records``, record the batch and (``advance_state``) the stream's state, atomically.
+
+        ``dedupe`` skips records whose hash is in the table already or earlier in
+        the batch. A value that does not fit its column raises ``ConnectorError``
+        (reason ``type``) naming the field, the 1-based record number in the batch
+        and the expected type; nothing of the batch is committed then.
+        """
+        if kind not in KINDS:
+            raise InvalidInput("kind", f"must be one of {', '.join(KINDS)}")
+        table = table_name(source_key, stream.name)
+        records = records if isinstance(records, list) else list(records)
+        columns = staging.columns_of(records, stream.name)
+        batch_id = new_id("BAT")
+        now = utcnow()
+        with self._connection() as con:
+            con.begin()
+            try:
+                types = _ensure_table(con, table, source_id, stream, columns.fields, now)
+                staged = staging.stage(stream.name, records, columns, types, dedupe=dedupe)
+                inserted = staged.insert(con, table, (batch_id, source_id, now), dedupe=dedupe)
+                skipped = len(records) - inserted
+                con.execute(
+                    "INSERT INTO raw._keel_batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [batch_id, source_id, stream.name, run_id, kind, inserted, skipped, _json(state), now],
+                )
+                if advance_state:
+                    con.execute(
+                        "DELETE FROM raw._keel_state WHERE source_id = ? AND stream = ?",
+                        [source_id, stream.name],
+                    )
+                    con.execute(
+                        "INSERT INTO raw._keel_state VALUES (?, ?, ?, ?, ?)",
+                        [source_id, stream.name, _json(state), batch_id, now],
+                    )
+                con.commit()
+            except BaseException:
+                con.rollback()
+                raise
+        return BatchResult(batch_id, inserted, skipped)
+
+    def drop_source(self, source_id: str, source_key: str) -> list[str]:
+        """Drop the tables the source landed under ``source_key`` and all its bookkeeping; their names."""
+        key = _name_part("source_key", source_key)
+        with self._connection() as con:
+            con.begin()
+            try:
+                names = [
+                    row[0]
+                    for row in con.execute(
+                        "SELECT table_name FROM raw._keel_tables WHERE source_id = ? AND source_key = ? "
+                        "ORDER BY table_name",
+                        [source_id, key],
+                    ).fetchall()
+                ]
+                for name in names:
+                    con.execute(f"DROP TABLE IF EXISTS raw.{quote(name)}")
+                for bookkeeping in ("_keel_tables", "_keel_batches", "_keel_state"):
+                    con.execute(f"DELETE FROM raw.{bookkeeping} WHERE source_id = ?", [source_id])
+                con.commit()
+            except BaseException:
+                con.rollback()
+                raise
+        return names
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def last_state(self, source_id: str, stream: str) -> dict[str, Any] | None:
+        """The state of the stream's last committed (state-advancing) batch; None before the first."""
+        with self._connection() as con:
+            rows = con.execute(
+                "SELECT state FROM raw._keel_state WHERE source_id = ? AND stream = ?", [source_id, stream]
+            ).fetchall()
+        return json.loads(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    def batches(self, source_id: str, stream: str | None = None, *, limit: int = 100) -> list[dict[str, Any]]:
+        """The source's committed batches, newest first."""
+        if limit < 1:
+            raise InvalidInput("limit", "must be at least 1")
+        query = "SELECT * FROM raw._keel_batches WHERE source_id = ?"
+        params: list[Any] = [source_id]
+        if stream is not None:
+            query += " AND stream = ?"
+            params.append(stream)
+        query += " ORDER BY committed_at DESC, batch_id DESC LIMIT ?"
+        with self._connection() as con:
+            cursor = con.execute(query, [*params, limit])
+            names = [d[0] for d in cursor.description]
+            rows = cursor.fetchall()
+        out = []
+        for row in rows:
+            batch = dict(zip(names, row, strict=True))
+            batch["state"] = json.loads(batch["state"]) if batch["state"] is not None else None
+            out.append(batch)
+        return out
+
+    def row_count(self, source_id: str, source_key: str, stream: str) -> int:
+        """Rows in the stream's Raw table (0 before its first batch)."""
+        table = table_name(source_key, stream)
+        with self._connection() as con:
+            if _owner(con, table) != (source_id, stream):
+                return 0
+            return con.execute(f"SELECT count(*) FROM raw.{quote(table)}").fetchall()[0][0]
+
+    def tables(self, source_id: str | None = None) -> list[dict[str, Any]]:
+        """Raw tables (of one source, or all) with their source, stream and row count."""
+        query = "SELECT table_name, source_id, source_key, stream, created_at FROM raw._keel_tables"
+        params = []
+        if source_id is not None:
+            query += " WHERE source_id = ?"
+            params.append(source_id)
+        with self._connection() as con:
+            rows = con.execute(query + " ORDER BY table_name", params).fetchall()
+            out = []
+            for name, owner, key, stream, created_at in rows:
+                count = con.execute(f"SELECT count(*) FROM raw.{quote(name)}").fetchall()[0][0]
+                out.append(
+                    {
+                        "table": f"raw.{name}",
+                        "source_id": owner,
+                        "source_key": key,
+                        "stream": stream,
+                        "rows": count,
+                        "created_at": created_at,
+                    }
+                )
+        return out
+
+
+# --- tables -------------------------------------------------------------------------------------
+
+
+def _ensure_table(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    source_id: str,
+    stream: Stream,
+    fields: list[str],
+    now: datetime,
+) -> dict[str, tuple[str, str]]:
+    """Create or widen the table for the schema and the batch's fields; field → (column, type)."""
+    owner = _owner(con, table)
+    existing = {
+        name: kind
+        for name, kind in con.execute(
+            "SELECT column_name, data_type FROM duckdb_columns() "
+            "WHERE schema_name = 'raw' AND table_name = ? ORDER BY column_index",
+            [table],
+        ).fetchall()
+    }
+    if owner != (source_id, stream.name) and (owner is not None or existing):
+        holder = f"stream '{owner[1]}' of source {owner[0]}" if owner else "data Keel did not ingest"
+        raise Conflict(f"Raw table raw.{table} holds {holder}", table=f"raw.{table}")
+    if owner is None:
+        con.execute(
+            "INSERT INTO raw._keel_tables VALUES (?, ?, ?, ?, ?)",
+            [table, source_id, table.split("__", 1)[0], stream.name, now],
+        )
+    created = bool(existing)
+    wanted = {
+        name: col.column_type(schema if isinstance(schema, Mapping) else {})
+        for name, schema in stream.json_schema.get("properties", {}).items()
+    }
+    for name in fields:
+        wanted.setdefault(name, col.JSON)
+    by_lower = {name.lower(): name for name in existing}
+    claimed: dict[str, str] = {}
+    mapping: dict[str, tuple[str, str]] = {}
+    added: list[tuple[str, str]] = []
+    for name, kind in wanted.items():
+        lower = name.lower()
+        if lower.startswith(RESERVED_PREFIX):
+            raise ConnectorError(
+                f"field '{name}' uses the prefix '{RESERVED_PREFIX}' reserved for Keel's columns",
+                stream=stream.name,
+                reason="schema",
+                field=name,
+            )
+        if lower in claimed:
+            raise ConnectorError(
+                f"fields '{claimed[lower]}' and '{name}' differ only in case; Raw column names do not",
+                stream=stream.name,
+                reason="schema",
+                field=name,
+            )
+        claimed[lower] = name
+        column = by_lower.get(lower)
+        if column is None:
+            column = name
+            added.append((name, kind))
+            by_lower[lower] = name
+            existing[name] = kind
+        mapping[name] = (column, existing[column])
+    if not created:
+        definitions = [f"{quote(n)} {k} NOT NULL" for n, k in META] + [f"{quote(n)} {k}" for n, k in added]
+        con.execute(f"CREATE TABLE raw.{quote(table)} ({', '.join(definitions)})")
+    else:
+        for name, kind in added:
+            con.execute(f"ALTER TABLE raw.{quote(table)} ADD COLUMN {quote(name)} {kind}")
+    return mapping
+
+
+def _owner(con: duckdb.DuckDBPyConnection, table: str) -> tuple[str, str] | None:
+    rows = con.execute(
+        "SELECT source_id, stream FROM raw._keel_tables WHERE table_name = ?", [table]
+    ).fetchall()
+    return (rows[0][0], rows[0][1]) if rows else None
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"))

@@ -1,0 +1,389 @@
+"""One stream of a source read into the Raw layer: batches commit with their checkpoints, failures retried.
+
+``sync_stream`` starts from the stream's last committed state, reads, and buffers
+the records of each ``RecordBatch`` until the ``StateCheckpoint`` that covers
+them; then it commits them and that state in one ``RawStore.commit_batch``.
+Records after the last checkpoint when a read ends or fails are not committed:
+no state covers them, and the next read delivers them again. So a crash, a kill
+or a retry at any point neither loses nor duplicates a record.
+
+Memory: the records between two checkpoints are held until they commit. Every
+built-in connector checkpoints at least every ``batch_size`` records, except the
+SQL connector on a table without a primary key, which checkpoints once at the
+end: such a table is held whole.
+
+Transient failures (``failures.py`` decides which) are retried with exponential
+backoff and full jitter, at most ``RetryPolicy.max_attempts`` attempts in all,
+each attempt resuming from the last committed state. Anything else ends the run
+at once. Either way the result says what happened; batches committed before a
+failure stay.
+
+Records a connector delivers again are landed again, unless ``dedupe`` (the
+default for connectors that ``repeats_boundary_records`` and for windows): so a
+full-refresh stream lands a complete copy with every sync, as in Airbyte's
+"full refresh | append", and with ``dedupe`` only the records Raw lacks.
+
+A replay or backfill reads a ``Window`` of the cursor: from a state the connector
+makes for the window's start (``Connector.window_state``), keeping records with
+``start <= cursor < end``, committed with ``dedupe`` (rows Raw holds already are
+not added again) and without moving the stream's regular checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from keel.connectors.protocol import (
+    REDACTED,
+    Connector,
+    Message,
+    RecordBatch,
+    StateCheckpoint,
+    Stream,
+    redact,
+)
+from keel.ingestion.failures import classify
+from keel.ingestion.raw import KINDS, Kind, RawStore
+from keel.kernel.errors import InvalidInput
+
+DEFAULT_BATCH_SIZE = 5000
+EventSink = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries: at most ``max_attempts`` attempts; delays capped at ``max_delay`` seconds."""
+
+    max_attempts: int = 3
+    base_delay: float = 1.0
+    max_delay: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise InvalidInput("retry.max_attempts", "must be at least 1")
+        if self.base_delay < 0 or self.max_delay < 0:
+            raise InvalidInput("retry", "delays must not be negative")
+
+    def delay(self, failures: int, rand: Callable[[], float] = random.random) -> float:
+        """Seconds to wait after the ``failures``-th failed attempt: full jitter, uniform in [0, cap]."""
+        cap = min(self.max_delay, self.base_delay * 2 ** min(failures - 1, 62))
+        return rand() * cap
+
+
+@dataclass(frozen=True)
+class Window:
+    """Cursor values ``start <= cursor < end`` (ISO 8601 for dates and date-times)."""
+
+    cursor_field: str
+    start: Any
+    end: Any
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What a run did. ``error`` is None on success; otherwise ``failure`` is its kind, ``transient``
+    whether retries ran out (rather than the failure being one no retry can fix), and the batches
+    committed before it stay. ``state`` is where the next sync resumes; ``first_failure`` the kind
+    of the first failed attempt (None when the first attempt succeeded)."""
+
+    rows: int
+    batches: int
+    skipped: int
+    attempts: int
+    state: dict[str, Any] | None
+    error: str | None = None
+    failure: str | None = None
+    transient: bool = False
+    first_failure: str | None = None
+    batch_ids: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def sync_stream(
+    connector: Connector,
+    config: Mapping[str, Any],
+    stream_name: str,
+    raw: RawStore,
+    *,
+    source_id: str,
+    source_key: str,
+    run_id: str | None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    kind: Kind = "sync",
+    window: Window | None = None,
+    retry: RetryPolicy = RetryPolicy(),
+    sleep: Callable[[float], None] = time.sleep,
+    on_event: EventSink | None = None,
+    stream: Stream | None = None,
+    dedupe: bool | None = None,
+) -> SyncResult:
+    """Read ``stream_name`` into ``raw`` (see the module docstring); never raises for a failed read.
+
+    ``stream`` is the stream as discovered (its schema types the Raw columns);
+    without it the connector's ``discover`` is asked. ``dedupe`` (default: for
+    windows, and for connectors that ``repeats_boundary_records``) skips records
+    whose hash Raw holds already. ``on_event(kind, details)`` hears ``batch``
+    (each commit) and ``retry`` (before each wait). Bad arguments (kind, a window
+    the connector or the stream cannot read) raise ``InvalidInput`` before reading.
+    """
+    if kind not in KINDS:
+        raise InvalidInput("kind", f"must be one of {', '.join(KINDS)}")
+    if (window is None) != (kind == "sync"):
+        raise InvalidInput("window", f"a {kind} {'takes no' if kind == 'sync' else 'needs a'} window")
+    if batch_size < 1:
+        raise InvalidInput("batch_size", "must be at least 1")
+    run = _Run(
+        connector=connector,
+        config=config,
+        name=stream_name,
+        raw=raw,
+        source_id=source_id,
+        source_key=source_key,
+        run_id=run_id,
+        batch_size=batch_size,
+        kind=kind,
+        window=window,
+        stream=stream,
+        dedupe=_dedupe(connector, window, dedupe),
+        emit=on_event if on_event is not None else (lambda _kind, _details: None),
+    )
+    if window is not None:
+        run.resume = connector.window_state(config, stream_name, window.start, window.end)
+        if run.stream is None:
+            with contextlib.suppress(Exception):  # a source down now is retried by the attempts
+                run.stream = connector.discover(config).stream(stream_name)
+        if run.stream is not None:
+            _window_filter(run.stream, window)  # a window the stream cannot have is refused now
+    secrets = _secret_values(connector, config)
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            run.attempt(attempts)
+            return run.result(attempts)
+        except Exception as exc:
+            failure = classify(exc)
+            message = _scrub(failure.message, secrets)
+            run.first_failure = run.first_failure or failure.kind
+            if not failure.transient or attempts >= retry.max_attempts:
+                return run.result(attempts, error=message, failure=failure.kind, transient=failure.transient)
+            delay = retry.delay(attempts)
+            run.emit(
+                "retry",
+                {
+                    "attempt": attempts,
+                    "failure": failure.kind,
+                    "error": message,
+                    "delay_s": delay,
+                    "batches": len(run.batch_ids),
+                },
+            )
+            sleep(delay)
+
+
+def _dedupe(connector: Connector, window: Window | None, dedupe: bool | None) -> bool:
+    if dedupe is not None:
+        return dedupe
+    return window is not None or bool(getattr(connector, "repeats_boundary_records", False))
+
+
+@dataclass
+class _Run:
+    """The state of one ``sync_stream`` across its attempts."""
+
+    connector: Connector
+    config: Mapping[str, Any]
+    name: str
+    raw: RawStore
+    source_id: str
+    source_key: str
+    run_id: str | None
+    batch_size: int
+    kind: Kind
+    window: Window | None
+    stream: Stream | None
+    dedupe: bool
+    emit: EventSink
+    resume: dict[str, Any] | None = None  # windows: where the next attempt reads from
+    rows: int = 0
+    skipped: int = 0
+    batch_ids: list[str] = field(default_factory=list)
+    first_failure: str | None = None
+    state: dict[str, Any] | None = None
+
+    def attempt(self, number: int) -> None:
+        with self.raw.session() as store:
+            if self.stream is None:
+                self.stream = self.connector.discover(self.config).stream(self.name)
+            keep = _window_filter(self.stream, self.window) if self.window else None
+            self.state = store.last_state(self.source_id, self.name)
+            state = self.resume if self.window else self.state
+            messages = self.connector.read(self.config, self.name, state, batch_size=self.batch_size)
+            try:
+                self._land(store, messages, state, keep, number)
+            finally:
+                close = getattr(messages, "close", None)
+                if close is not None:
+                    close()  # ends the source session before a retry waits
+
+    def _land(
+        self,
+        store: RawStore,
+        messages: Iterator[Message],
+        state: dict[str, Any] | None,
+        keep: Callable[[Mapping[str, Any]], bool] | None,
+        attempt: int,
+    ) -> None:
+        pending: list[Mapping[str, Any]] = []
+        for message in messages:
+            if message.stream != self.name:
+                continue
+            if isinstance(message, RecordBatch):
+                pending.extend(message.records if keep is None else filter(keep, message.records))
+                continue
+            if not isinstance(message, StateCheckpoint):
+                continue
+            if pending or (keep is None and message.state != state):
+                self._commit(store, pending, message.state, attempt)
+            state = message.state
+            if keep is not None:
+                self.resume = state
+            else:
+                self.state = state
+            pending = []
+
+    def _commit(
+        self, store: RawStore, records: list[Mapping[str, Any]], state: dict[str, Any], attempt: int
+    ) -> None:
+        assert self.stream is not None
+        batch = store.commit_batch(
+            self.source_id,
+            self.source_key,
+            self.stream,
+            run_id=self.run_id,
+            records=records,
+            state=state,
+            kind=self.kind,
+            dedupe=self.dedupe,
+            advance_state=self.window is None,
+        )
+        self.rows += batch.rows
+        self.skipped += batch.skipped
+        self.batch_ids.append(batch.batch_id)
+        self.emit(
+            "batch",
+            {"batch_id": batch.batch_id, "rows": batch.rows, "skipped": batch.skipped, "attempt": attempt},
+        )
+
+    def result(self, attempts: int, **failure: Any) -> SyncResult:
+        return SyncResult(
+            rows=self.rows,
+            batches=len(self.batch_ids),
+            skipped=self.skipped,
+            attempts=attempts,
+            state=self.state,
+            first_failure=self.first_failure,
+            batch_ids=tuple(self.batch_ids),
+            **failure,
+        )
+
+
+# --- windows ----------------------------------------------------------------------------------
+
+
+def _window_filter(stream: Stream, window: Window) -> Callable[[Mapping[str, Any]], bool]:
+    """A predicate keeping the records whose cursor lies in the window, compared as the schema types it."""
+    name = window.cursor_field
+    schema = stream.json_schema.get("properties", {}).get(name)
+    if schema is None:
+        raise InvalidInput("window.cursor_field", f"stream '{stream.name}' has no field '{name}'")
+    if stream.cursor_field and stream.cursor_field != name:
+        raise InvalidInput(
+            "window.cursor_field", f"stream '{stream.name}' is read incrementally by '{stream.cursor_field}'"
+        )
+    key, what = _cursor_key(schema)
+    start, end = key(window.start), key(window.end)
+    for bound, value in (("start", start), ("end", end)):
+        if value is None:
+            raise InvalidInput(f"window.{bound}", f"must be {what}")
+    if not start < end:
+        raise InvalidInput("window.end", "must be after window.start")
+
+    def keep(record: Mapping[str, Any]) -> bool:
+        value = key(record.get(name))
+        return value is not None and start <= value < end
+
+    return keep
+
+
+def _cursor_key(schema: Mapping[str, Any]) -> tuple[Callable[[Any], Any], str]:
+    declared = schema.get("type")
+    types = {declared} if isinstance(declared, str) else set(declared or ())
+    types.discard("null")
+    if types and types <= {"integer", "number"}:
+        return _number, "a number"
+    if types == {"string"} and schema.get("format") in ("date-time", "date"):
+        return _instant, "an ISO 8601 date or date-time"
+    return (lambda v: v if isinstance(v, str) else None), "a string"
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _instant(value: Any) -> dt.datetime | None:
+    """An ISO date or date-time as an aware datetime (no offset: UTC; a date: its midnight UTC)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+# --- secrets ----------------------------------------------------------------------------------
+
+
+def _secret_values(connector: Connector, config: Mapping[str, Any]) -> list[str]:
+    """The configuration's secret values (per the spec), to keep them out of every message."""
+    try:
+        hidden = redact(connector.spec(), config)
+    except Exception:  # a broken spec must not break the run; nothing to scrub then
+        return []
+    found: list[str] = []
+
+    def walk(value: Any, shown: Any) -> None:
+        if isinstance(value, Mapping) and isinstance(shown, Mapping):
+            for key, item in value.items():
+                walk(item, shown.get(key))
+        elif isinstance(value, list) and isinstance(shown, list):
+            for item, item_shown in zip(value, shown, strict=False):
+                walk(item, item_shown)
+        elif isinstance(value, str) and shown == REDACTED and len(value) >= 3:
+            found.append(value)
+
+    walk(config, hidden)
+    return sorted(found, key=len, reverse=True)
+
+
+def _scrub(message: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        message = message.replace(secret, REDACTED)
+    return message
