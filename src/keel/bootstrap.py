@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 
+from keel.connectors.registry import ConnectorRegistry
 from keel.dataplane.duckdb_store import TenantDataPlanes
 from keel.evidence.ledger import SIGNING_PURPOSE, Ledger
 from keel.identity.actor import Actor
@@ -34,6 +36,9 @@ class Keel:
     keyring: KeyRing
     dataplanes: TenantDataPlanes
     authorizer: Authorizer = field(default_factory=Authorizer)
+    connector_registry: ConnectorRegistry = field(default_factory=ConnectorRegistry)
+    # How ingestion waits between retries; tests pass a recorder instead of waiting.
+    sleep: Callable[[float], None] = time.sleep
 
     @contextmanager
     def uow(self) -> Iterator[UnitOfWork]:

@@ -17,8 +17,10 @@ import sqlalchemy as sa
 from keel.accounts import service as accounts
 from keel.identity.actor import SYSTEM, Actor
 from keel.identity.personas import Persona
+from keel.onboarding import deployment, ingest, preflight, sources
 from keel.platform import service as platform
 from keel.rbac import service as rbac
+from keel.samples import erp
 from keel.store.tables import tenants, users
 from keel.tenants import service as tenancy
 
@@ -122,8 +124,8 @@ def provision_demo_tenant(keel, result: SeedResult, slug: str = "acme", name: st
     return tenant["tenant_id"]
 
 
-def seed(keel) -> SeedResult:
-    """Run the first-start chain unless it has run already."""
+def seed(keel, *, crm=None) -> SeedResult:
+    """Run the first-start chain unless it has run already; ``crm``: a running sample CRM to onboard."""
     with keel.engine.connect() as conn:
         if conn.execute(sa.select(users.c.id).limit(1)).first() is not None:
             acme = conn.execute(sa.select(tenants.c.id).where(tenants.c.slug == "acme")).scalar()
@@ -133,6 +135,7 @@ def seed(keel) -> SeedResult:
     deploy_platform(keel, result)
     apply_rbac_baseline(keel, result)
     result.tenant_id = provision_demo_tenant(keel, result)
+    onboard_sample_sources(keel, result, result.tenant_id, crm=crm)
     write_credentials(keel, result.credentials)
     return result
 
@@ -146,3 +149,77 @@ def write_credentials(keel, credentials: dict[str, str]) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         json.dump(credentials, handle, indent=2, sort_keys=True)
+
+
+# -- sample sources for the demo tenant (issue 3) -----------------------------------------------
+
+DEMO_INVOICES_CONTRACT = {
+    "row_id": "integer",
+    "invoice_id": "string",
+    "customer_id": "string",
+    "issued_at": "date",
+    "due_at": "date",
+    "currency": "string",
+    "amount_net": "decimal",
+    "status": "string",
+    "updated_at": "date-time",
+}
+
+
+def onboard_sample_sources(keel, result: SeedResult, tenant_id: str, slug: str = "acme", *, crm=None) -> None:
+    """The sample ERP (a SQLite file under KEEL_HOME) and, when it runs, the sample CRM, each taken
+    through 00b → 02 → 02b by its personas and ingested once into the tenant's Raw layer."""
+    directory = keel.settings.home / "samples"
+    directory.mkdir(parents=True, exist_ok=True)
+    url = f"sqlite:///{directory / 'erp.db'}"
+    erp.write(erp.ErpSpec(), url, replace=True)
+    sources = [("ERP", "erp-sql", {"url": url}, {"invoices": DEMO_INVOICES_CONTRACT})]
+    if crm is not None:
+        auth = {"type": "bearer", "token": crm.api_key}
+        sources.append(("CRM", "crm-http", {"base_url": crm.url, "auth": auth}, {}))
+    for name, template, config, expected in sources:
+        runs = onboard_source(
+            keel, tenant_id, slug, name=name, template=template, config=config, expected=expected
+        )
+        rows = sum(r["rows"] for r in runs)
+        result.steps.append(
+            f"source {name} onboarded to READY (00b, 02, 02b), {rows} records ingested into Raw "
+            f"({runs[0]['source_id']})"
+        )
+
+
+def onboard_source(
+    keel, tenant_id: str, slug: str, *, name: str, template: str, config: dict, expected: dict
+):
+    pa, sa_ = actor_for(keel, email_for(Persona.PA)), actor_for(keel, email_for(Persona.SA))
+    de, io = actor_for(keel, email_for(Persona.DE, slug)), actor_for(keel, email_for(Persona.IO, slug))
+    connector = deployment.deploy(keel, pa, tenant_id, template=template, name=name)
+    cid = connector["connector_id"]
+    deployment.configure(keel, de, tenant_id, cid, config, "demo sample source")
+    deployment.validate_secrets(keel, sa_, tenant_id, cid)
+    preflight.run(keel, pa, tenant_id, cid)
+    streams = [s.name for s in deployment_streams(keel, tenant_id, cid)]
+    source = sources.request(
+        keel,
+        de,
+        tenant_id,
+        name=name,
+        streams=streams,
+        connector_id=cid,
+        justification="demo: the finance KPIs need it",
+        expected_schemas=expected,
+    )
+    sid = source["source_id"]
+    sources.register(keel, pa, tenant_id, sid)
+    sources.validate(keel, sa_, tenant_id, sid)
+    sources.run_preflight(keel, pa, tenant_id, sid)
+    sources.handshake(keel, pa, tenant_id, sid)
+    return ingest.start(keel, io, tenant_id, sid)
+
+
+def deployment_streams(keel, tenant_id: str, connector_id: str):
+    """The streams the connector's source offers (asked once, at onboarding)."""
+    with keel.engine.connect() as conn:
+        row = deployment.load(conn, tenant_id, connector_id)
+        config = deployment.runtime_config(keel, conn, row)
+    return deployment.instance(keel, row).discover(config).streams

@@ -15,6 +15,7 @@ from keel.api.app import create_app
 from keel.bootstrap import Keel, build
 from keel.identity.personas import Persona
 from keel.kernel.settings import Settings, load_settings
+from keel.samples.crm import serve_crm
 from keel.seed import SeedResult, credentials_file, seed
 
 
@@ -30,13 +31,27 @@ def main(
     host = host or settings.host
     port = port or settings.port
     keel = build(settings)
+    crm = _sample_crm(settings, echo) if settings.seed_demo else None
     try:
-        result = seed(keel) if settings.seed_demo else None
+        result = seed(keel, crm=crm) if settings.seed_demo else None
         for line in startup_lines(keel, f"http://{host}:{port}", result):
             echo(line)
         uvicorn.run(create_app(keel), host=host, port=port, log_level=settings.log_level.lower())
     finally:
+        if crm is not None:
+            crm.stop()
         keel.close()
+
+
+def _sample_crm(settings: Settings, echo: Callable[[str], None]):
+    """The demo tenant's CRM source, served beside Keel; a busy port leaves the demo without it."""
+    try:
+        crm = serve_crm(settings.host, settings.sample_crm_port)
+    except OSError as exc:
+        echo(f"Sample CRM not started on port {settings.sample_crm_port} ({exc}); set KEEL_SAMPLE_CRM_PORT")
+        return None
+    echo(f"Sample CRM (a source of the demo tenant) on {crm.url}")
+    return crm
 
 
 def startup_lines(keel: Keel, url: str, result: SeedResult | None) -> list[str]:

@@ -20,7 +20,8 @@ from tests.support import World
 
 from keel import __version__
 from keel.api.app import create_app
-from keel.store.tables import tenants
+from keel.kernel.clock import utcnow
+from keel.store.tables import ingestion_runs, notifications, tenants
 
 try:
     from fastapi.routing import iter_route_contexts
@@ -265,6 +266,11 @@ PAGED = {
     f"{API}/platform/deployments": ("PA", "deployment_id"),
     f"{API}/rbac/bundles": ("SA", "bundle_id"),
     f"{API}/evidence/receipts": ("CO", "receipt_id"),
+    f"{API}/connector-templates": ("acme:DE", "template_id"),
+    f"{API}/tenants/{{tenant_id}}/connectors": ("acme:DE", "connector_id"),
+    f"{API}/tenants/{{tenant_id}}/sources": ("acme:DE", "source_id"),
+    f"{API}/tenants/{{tenant_id}}/ingestion-runs": ("acme:IO", "run_id"),
+    f"{API}/tenants/{{tenant_id}}/notifications": ("acme:TA", "notification_id"),
 }
 
 
@@ -305,6 +311,38 @@ def _grow(world: World) -> None:
     assert (
         world.post("acme:TA", f"{API}/tenants/{world.tenants['acme']}/users", json=member).status_code == 201
     )
+    acme = world.tenants["acme"]
+    for n in range(4):
+        connector = {"template": "sql", "name": f"db-{n}"}
+        assert world.post("PA", f"{API}/tenants/{acme}/connectors", json=connector).status_code == 201
+        source = {"name": f"src{n}", "streams": ["x"], "justification": "paging"}
+        answer = world.post("acme:DE", f"{API}/tenants/{acme}/sources", json=source)
+        assert answer.status_code == 201
+        # Runs and notifications come from live sources and failures; their records are all paging reads.
+        with world.keel.engine.begin() as conn:
+            conn.execute(
+                ingestion_runs.insert().values(
+                    id=f"RUN-20260101-PAGED00{n}",
+                    tenant_id=acme,
+                    source_id=answer.json()["source_id"],
+                    stream="x",
+                    kind="sync",
+                    status="SUCCEEDED",
+                    rows=0,
+                    batches=0,
+                    skipped=0,
+                    attempts=1,
+                    started_by="paging",
+                    started_at=utcnow(),
+                )
+            )
+            conn.execute(
+                notifications.insert().values(
+                    id=f"NTF-20260101-PAGED00{n}", tenant_id=acme,
+                    recipient_id=world.actors["acme:TA"].user_id,
+                    subject="paging", body={}, channel="in-app", status="DELIVERED", created_at=utcnow(),
+                )
+            )  # fmt: skip
     for _ in range(3):
         assert world.post("PA", f"{API}/platform/deployments", json={}).status_code == 201
         assert world.post("SA", f"{API}/rbac/bundles", json={}).status_code == 201

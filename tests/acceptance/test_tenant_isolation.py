@@ -27,8 +27,9 @@ from tests.support import PROVIDER, TENANT, World, errors_are_problem_json, stor
 
 from keel.authz.baseline import generate_policies
 from keel.authz.engine import PolicyEngine, Principal, Resource
+from keel.kernel.clock import utcnow
 from keel.kernel.errors import PermissionDenied
-from keel.store.tables import ledger_entries, metadata, metric_samples
+from keel.store.tables import ingestion_runs, ledger_entries, metadata, metric_samples
 
 try:
     from fastapi.routing import iter_route_contexts
@@ -52,6 +53,9 @@ MISSING = {
     "ticket_id": "BG-20260101-ZZZZZZZZ",
     "name": "no-such-secret",
     "seq": "999999999",
+    "connector_id": "CON-20260101-ZZZZZZZZ",
+    "source_id": "SRC-20260101-ZZZZZZZZ",
+    "run_id": "RUN-20260101-ZZZZZZZZ",
 }
 
 PUBLIC: dict[tuple[str, str], str] = {
@@ -123,6 +127,41 @@ PROBES: dict[tuple[str, str], Probe] = {
     ("GET", f"{API}/tenants/{{tenant_id}}/users"): Probe("tenant"),
     ("PUT", f"{API}/tenants/{{tenant_id}}/secrets/{{name}}"): Probe("tenant", body={"value": "overwritten"}),
     ("GET", f"{API}/tenants/{{tenant_id}}/secrets"): Probe("tenant"),
+    # connectors, sources, ingestion (00b, 02, 02b, 13)
+    ("GET", f"{API}/connector-templates"): none(200),
+    ("GET", f"{API}/connector-templates/{{template_id}}"): none(200),
+    ("POST", f"{API}/connector-templates"): none(
+        403, body={"name": "probe", "version": "1.0.0", "connector": "sql"}
+    ),
+    ("POST", f"{API}/tenants/{{tenant_id}}/connectors"): Probe(
+        "tenant", body={"template": "sql", "name": "probe"}
+    ),
+    ("GET", f"{API}/tenants/{{tenant_id}}/connectors"): Probe("tenant"),
+    ("GET", f"{API}/tenants/{{tenant_id}}/connectors/{{connector_id}}"): Probe("tenant"),
+    ("PUT", f"{API}/tenants/{{tenant_id}}/connectors/{{connector_id}}/configuration"): Probe(
+        "tenant", body={"config": {"url": "sqlite://"}}
+    ),
+    ("GET", f"{API}/tenants/{{tenant_id}}/connectors/{{connector_id}}/versions"): Probe("tenant"),
+    ("POST", f"{API}/tenants/{{tenant_id}}/connectors/{{connector_id}}/upgrade"): Probe(
+        "tenant", body={"template": "sql"}
+    ),
+    ("POST", f"{API}/tenants/{{tenant_id}}/connectors/{{connector_id}}/secret-validation"): Probe("tenant"),
+    ("POST", f"{API}/tenants/{{tenant_id}}/connectors/{{connector_id}}/preflight"): Probe("tenant"),
+    ("POST", f"{API}/tenants/{{tenant_id}}/connectors/{{connector_id}}/health-checks"): Probe("tenant"),
+    ("POST", f"{API}/tenants/{{tenant_id}}/connectors/{{connector_id}}/recovery"): Probe("tenant"),
+    ("POST", f"{API}/tenants/{{tenant_id}}/sources"): Probe(
+        "tenant", body={"name": "probe", "streams": ["x"], "justification": "probe"}
+    ),
+    ("GET", f"{API}/tenants/{{tenant_id}}/sources"): Probe("tenant"),
+    ("GET", f"{API}/tenants/{{tenant_id}}/sources/{{source_id}}"): Probe("tenant"),
+    ("POST", f"{API}/tenants/{{tenant_id}}/sources/{{source_id}}/registration"): Probe("tenant", body={}),
+    ("POST", f"{API}/tenants/{{tenant_id}}/sources/{{source_id}}/validation"): Probe("tenant", body={}),
+    ("POST", f"{API}/tenants/{{tenant_id}}/sources/{{source_id}}/preflight"): Probe("tenant"),
+    ("POST", f"{API}/tenants/{{tenant_id}}/sources/{{source_id}}/handshake"): Probe("tenant"),
+    ("POST", f"{API}/tenants/{{tenant_id}}/sources/{{source_id}}/runs"): Probe("tenant", body={}),
+    ("GET", f"{API}/tenants/{{tenant_id}}/ingestion-runs"): Probe("tenant"),
+    ("GET", f"{API}/tenants/{{tenant_id}}/ingestion-runs/{{run_id}}"): Probe("tenant"),
+    ("GET", f"{API}/tenants/{{tenant_id}}/notifications"): Probe("tenant"),
     # identity
     ("POST", f"{API}/auth/sign-out"): none(204),
     ("GET", f"{API}/me"): none(200),
@@ -202,6 +241,27 @@ def _globex_objects(world: World) -> Isolation:
         201,
     )
     token_id = _ok(world.get("globex:TA", f"{API}/me/tokens"))["items"][0]["id"]
+    connector = _ok(
+        world.post("PA", f"{API}/tenants/{globex}/connectors", json={"template": "sql", "name": "Ledger"}),
+        201,
+    )
+    source = _ok(
+        world.post(
+            "globex:DE",
+            f"{API}/tenants/{globex}/sources",
+            json={"name": "Ledger", "streams": ["entries"], "justification": "probe"},
+        ),
+        201,
+    )
+    run_id = "RUN-20260101-GLOBEX01"
+    with world.keel.engine.begin() as conn:  # a run needs a live source; its record is all the probes read
+        conn.execute(
+            ingestion_runs.insert().values(
+                id=run_id, tenant_id=globex, source_id=source["source_id"], stream="entries", kind="sync",
+                status="FAILED", rows=0, batches=0, skipped=0, attempts=1, started_by="probe",
+                started_at=utcnow(),
+            )
+        )  # fmt: skip
     with world.keel.engine.connect() as conn:
         seq = conn.execute(
             sa.select(sa.func.min(ledger_entries.c.seq)).where(ledger_entries.c.tenant_id == globex)
@@ -216,8 +276,13 @@ def _globex_objects(world: World) -> Isolation:
         "seq": str(seq),
         "dep_id": _ok(world.get("PA", f"{API}/platform/deployments"))["items"][0]["deployment_id"],
         "bundle_id": _ok(world.get("SA", f"{API}/rbac/bundles"))["items"][0]["bundle_id"],
+        "connector_id": connector["connector_id"],
+        "source_id": source["source_id"],
+        "run_id": run_id,
+        "template_id": _ok(world.get("PA", f"{API}/connector-templates"))["items"][0]["template_id"],
     }
     facts = {"globex", globex, SECRET_VALUE, token_id, request["request_id"], ticket["ticket_id"]}
+    facts |= {connector["connector_id"], source["source_id"], run_id}
     facts |= {a.user_id for who, a in world.actors.items() if who.startswith("globex:")}
     return Isolation(world, ids, facts)
 

@@ -10,7 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keel import __version__
 from keel.api import errors
-from keel.api.routes import evidence, health, identity, platform, rbac, tenants
+from keel.api.routes import connectors, evidence, health, identity, platform, rbac, tenants
 
 
 def create_app(keel) -> FastAPI:
@@ -24,7 +24,7 @@ def create_app(keel) -> FastAPI:
     app.add_middleware(BodyLimit, limit=keel.settings.max_body_bytes)
     app.add_middleware(NoNulCharacters)
     app.include_router(health.router)
-    for module in (platform, tenants, identity, rbac, evidence):
+    for module in (platform, tenants, identity, rbac, evidence, connectors):
         app.include_router(module.router, prefix="/api/v1")
     return app
 

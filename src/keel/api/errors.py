@@ -109,10 +109,14 @@ def allowed_methods(app, path: str) -> list[str]:
     return sorted(methods)
 
 
+_MEMBERS = frozenset({"type", "title", "status", "detail", "instance", "code", "headers"})
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(e.KeelError)
     async def keel_error(request: Request, exc: e.KeelError):
-        fields = {k: v for k, v in exc.fields.items() if v is not None}
+        # RFC 9457's own members cannot be overridden by an error's fields.
+        fields = {k: v for k, v in exc.fields.items() if v is not None and k not in _MEMBERS}
         if isinstance(exc, e.NotFound) and fields.get("kind") == "tenant":
             fields.pop("id", None)
         return problem(status_of(exc), exc.code, exc.title, exc.detail, request.url.path, **fields)

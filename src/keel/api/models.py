@@ -117,3 +117,65 @@ class ComplianceReview(Body):
     findings: list[Annotated[str, Field(min_length=1, max_length=2000)]] = Field(
         default_factory=list, max_length=200
     )
+
+
+# -- connectors, sources, ingestion (00b, 02, 02b, 13) ------------------------------------------
+
+Ref = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class TemplatePublish(Body):
+    name: str = Field(..., min_length=1, max_length=80, pattern=r"^[a-z][a-z0-9-]*$")
+    version: str = Field(..., min_length=5, max_length=40)
+    connector: Name
+    description: str = Field("", max_length=2000)
+    defaults: dict[str, Any] = Field(default_factory=dict)
+
+
+class ConnectorDeploy(Body):
+    template: Ref = Field(..., description="Template id, or name@version (name alone: its newest version).")
+    name: str = Field(..., min_length=1, max_length=80)
+
+
+class ConnectorConfigure(Body):
+    config: dict[str, Any] = Field(
+        ...,
+        description="Settings per the template's spec, credentials inline; '***' keeps a stored credential.",
+    )
+    reason: str = Field("", max_length=2000)
+
+
+class ConnectorUpgrade(Body):
+    template: Ref
+
+
+class SourceRequest(Body):
+    name: str = Field(..., min_length=1, max_length=80)
+    streams: list[Ref] = Field(..., min_length=1, max_length=200)
+    justification: str = Field(..., min_length=1, max_length=2000)
+    connector_id: str | None = Field(None, max_length=40)
+    expected_schemas: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="stream → {column: type}: the Raw contract the handshake checks."
+    )
+
+
+class SourceRegister(Body):
+    connector_id: str | None = Field(None, max_length=40)
+
+
+class SourceValidation(Body):
+    compliant: bool = True
+    reason: str = Field("", max_length=2000)
+
+
+class IngestionWindow(Body):
+    cursor_field: Ref
+    start: str = Field(..., min_length=4, max_length=40)
+    end: str = Field(..., min_length=4, max_length=40)
+
+
+class IngestionStart(Body):
+    kind: str = Field("sync", pattern="^(sync|rerun|replay|backfill)$")
+    stream: Ref | None = None
+    window: IngestionWindow | None = None
+    rerun_of: str | None = Field(None, max_length=40)

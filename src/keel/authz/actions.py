@@ -136,6 +136,15 @@ _CATALOG = (
     Action("connector:Deploy",            CONNECTOR,     A),
     Action("connector:Configure",         CONNECTOR,     M),
     Action("connector:SetCredentials",    CONNECTOR,     M),  # tenant connector credentials: TA, DE
+    Action("connector:Validate",          IAM,           M),  # SA: secret storage and scope (00b step 3)
+    Action("connector:Preflight",         CONNECTOR,     A),  # PA opens the handshake (02b step 1)
+    Action("connector:Recover",           CONNECTOR,     A),  # PA's manual recovery (13 step 3)
+    Action("connector:HealthCheck",       OBSERVABILITY, M),  # OE/SRE and PA monitor (00b step 4)
+    Action("connector:PublishTemplate",   CONNECTOR,     A),  # PA adds a template version
+    Action("source:Request",              CONNECTOR,     M),  # DE/TA ask for onboarding (02 step 1)
+    Action("source:Register",             CONNECTOR,     A),  # PA (02 step 2)
+    Action("source:Validate",             IAM,           M),  # SA checks auth and scope (02 step 4)
+    Action("ingestion:Run",               CONNECTOR,     M),  # + IO
     Action("ingestion:Replay",            CONNECTOR,     M),  # + IO
     Action("ingestion:Backfill",          CONNECTOR,     M),  # + IO
     Action("ingestion:Rerun",             CONNECTOR,     M),  # + IO
@@ -152,7 +161,7 @@ _CATALOG = (
 ACTIONS: dict[str, Action] = {a.name: a for a in _CATALOG}
 
 EXTRA_GRANTS: dict[Persona, frozenset[str]] = {
-    Persona.IO: frozenset({"ingestion:Replay", "ingestion:Backfill", "ingestion:Rerun"}),
+    Persona.IO: frozenset({"ingestion:Run", "ingestion:Replay", "ingestion:Backfill", "ingestion:Rerun"}),
     Persona.TA: frozenset({"tenant:ManageMembers"}),
     # The Auditor checks policy adherence; a Read cell alone would hand that to every persona.
     Persona.AU: frozenset({"tenant:AuditDecommissioning"}),

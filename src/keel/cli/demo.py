@@ -89,15 +89,17 @@ def run(demo: Demo) -> None:
     # Imported here: building Keel pulls in the store and every service, which the other
     # commands (notably the offline verifiers) should not pay for at start-up.
     from keel.bootstrap import build
+    from keel.samples.crm import serve_crm
     from keel.seed import credentials_file, email_for, seed
 
     settings = read_settings(home=demo.home, seed_demo=True)
     keel = build(settings)
     api = in_process(keel)
+    crm = serve_crm()  # the demo tenant's CRM source, for the demo's lifetime
     try:
         with render.progress() as bar:
             task = bar.add_task("seeding the platform", total=len(CHAIN) + 2)
-            seeded = seed(keel)
+            seeded = seed(keel, crm=crm)
             if not seeded.created:
                 raise CliError(
                     "the control-plane store is not empty; the demo needs a fresh store "
@@ -124,6 +126,7 @@ def run(demo: Demo) -> None:
             bar.update(task, description="chain complete")
         summarize(demo, context)
     finally:
+        crm.stop()
         api.close()
         keel.close()
 

@@ -8,7 +8,7 @@ import typer
 from typer.core import TyperGroup
 
 from keel import __version__
-from keel.cli import demo, evidence, identity, platform, rbac, render, samples, tenants
+from keel.cli import connectors, demo, evidence, identity, platform, rbac, render, samples, tenants
 from keel.cli.client import CliError, State, read_settings, state_of
 
 
@@ -59,6 +59,8 @@ app.add_typer(rbac.app, name="rbac")
 app.add_typer(rbac.breakglass_app, name="breakglass")
 app.add_typer(evidence.app, name="evidence")
 app.add_typer(samples.app, name="sample")
+app.add_typer(connectors.connector_app, name="connector")
+app.add_typer(connectors.source_app, name="source")
 app.command("demo")(demo.command)
 
 

@@ -63,6 +63,32 @@ class Settings(BaseSettings):
         120, description="Longest break-glass elevation that may be granted.", ge=1, le=120
     )
     secure_cookies: bool = Field(False, description="Mark session cookies Secure (set true behind HTTPS).")
+    ingestion_batch_size: int = Field(5000, description="Records per ingestion batch.", ge=1, le=1_000_000)
+    ingestion_max_attempts: int = Field(
+        3, description="Attempts per ingestion run before it is handed to the Platform Admin.", ge=1, le=20
+    )
+    ingestion_retry_base_seconds: float = Field(
+        1.0, description="First retry delay; doubles each attempt, with full jitter.", ge=0
+    )
+    ingestion_retry_max_seconds: float = Field(30.0, description="Longest delay between attempts.", ge=0)
+    ingestion_lease_minutes: int = Field(
+        30, description="A run still RUNNING after this long is taken as interrupted (crashed worker).", ge=1
+    )
+    replay_max_days: int = Field(
+        366, description="Guardrail: widest window an Integration Operator may replay or backfill.", ge=1
+    )
+    breaker_failure_threshold: int = Field(
+        3, description="Consecutive connector failures that open its circuit breaker.", ge=1
+    )
+    breaker_cooldown_seconds: int = Field(
+        300, description="How long an open breaker refuses runs before one trial run.", ge=1
+    )
+    sample_crm_port: int = Field(
+        8001,
+        description="Port of the sample CRM `keel serve` runs beside the demo tenant (0: any).",
+        ge=0,
+        le=65535,
+    )
     seed_demo: bool = Field(True, description="`keel serve` seeds the demo tenant on first start.")
     log_level: str = Field("INFO", description="Python logging level.")
 

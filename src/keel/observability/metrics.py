@@ -23,9 +23,22 @@ RATES = {
     "tenant_infra_success_rate": "tenant_infra_outcome",
     "decommissioning_success_rate": "decommissioning_outcome",
     "policy_application_success_rate": "policy_application_outcome",
+    "validation_success_rate": "validation_outcome",
+    "onboarding_success_rate": "onboarding_outcome",
+    "handshake_success_rate": "handshake_outcome",
+    "schema_validation_pass_rate": "schema_validation_outcome",
+    "connector_uptime": "connector_health_outcome",  # share of health checks that passed
 }
-COUNTERS = ("rollback_count", "permission_violation_count", "validation_failure_count", "incident_count")
-GAUGES = ("provisioning_time",)
+COUNTERS = (
+    "rollback_count",
+    "permission_violation_count",
+    "validation_failure_count",
+    "incident_count",
+    "connector_failure_count",
+    "ingested_records",
+)
+GAUGES = ("provisioning_time", "connection_test_latency")
+MEANS = ("mean_time_to_recover",)  # seconds, averaged over every recorded recovery
 
 
 def record(
@@ -72,6 +85,9 @@ def snapshot(conn: Connection) -> dict[str, float | None]:
     for gauge in GAUGES:
         values = list(_values(conn, gauge))
         result[gauge] = float(values[-1]) if values else None
+    for mean in MEANS:
+        values = [float(v) for v in _values(conn, mean)]
+        result[mean] = sum(values) / len(values) if values else None
     return result
 
 

@@ -23,7 +23,9 @@ from alembic.script import ScriptDirectory
 
 from keel.evidence.ledger import SIGNING_PURPOSE
 from keel.evidence.signing import generate_signing_key, key_id, private_key_to_pem, public_key_pem
+from keel.identity.actor import SYSTEM
 from keel.kernel.errors import Blocked
+from keel.onboarding.templates import seed_builtin
 from keel.platform.errors import DependencyMissing
 from keel.secrets import envelope
 from keel.store.engine import alembic_config
@@ -113,8 +115,11 @@ def provision_shared_services(keel, uow) -> dict:
             uow.conn, key_id(key.public_key()), SIGNING_PURPOSE, private_key_to_pem(key), public_key_pem(key)
         )
         made = "created"
+    # The connector catalog of 00b: one template per built-in connector, kept across redeploys.
+    templates = seed_builtin(uow.conn, keel.connector_registry, SYSTEM.user_id)
     return {
         "status": "provisioned",
+        "connector_templates": f"{len(templates)} added",
         "secrets": "envelope-aes-256-gcm",
         "evidence_signing_key": made,
         "monitoring": "prometheus",

@@ -34,6 +34,18 @@ WORDS = ("Apex", "Blue", "Crest", "Dune", "Echo", "Flint", "Grove", "Helix", "Io
 STAGES = ("prospecting", "qualification", "proposal", "negotiation", "closed_won", "closed_lost")
 OWNERS = ("sales.north", "sales.south", "sales.east", "sales.west")
 
+# How Keel's HTTP connector reads this API: the preset of the ``crm-http`` connector template.
+CONNECTOR_STREAMS: list[dict[str, Any]] = [
+    {"name": "accounts", "path": "/accounts", "pagination": {"type": "page"}, "primary_key": ["id"]},
+    {"name": "contacts", "path": "/contacts", "pagination": {"type": "cursor"}, "primary_key": ["id"]},
+    {
+        "name": "opportunities",
+        "path": "/opportunities",
+        "incremental": {"param": "updated_since", "cursor_field": "updated_at"},
+        "primary_key": ["id"],
+    },
+]
+
 
 def crm_data(seed: int = 7, accounts: int = 120) -> dict[str, list[dict[str, Any]]]:
     """The CRM's records (pure, deterministic): accounts, their contacts and opportunities."""

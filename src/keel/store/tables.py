@@ -299,3 +299,116 @@ metric_samples = Table(
     Column("labels", JSON, nullable=False),
     _ts("recorded_at", False),
 )
+
+# -- connectors, sources and ingestion (00b, 02, 02b, 13) -------------------------------------
+
+# The versioned catalog a Platform Admin deploys connectors from.
+connector_templates = Table(
+    "connector_templates",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(80), nullable=False),
+    Column("version", String(40), nullable=False),
+    Column("connector", String(80), nullable=False),  # registry name of the connector class
+    Column("description", Text, nullable=False),
+    Column("defaults", JSON, nullable=False),  # configuration preset merged under the tenant's
+    Column("created_by", String(40), nullable=False),
+    _ts("created_at", False),
+    UniqueConstraint("name", "version", name="uq_connector_templates_name_version"),
+)
+
+# A connector deployed for one tenant; ``config`` never holds a secret value, only references.
+connectors = Table(
+    "connectors",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(40), nullable=False, index=True),
+    Column("name", String(80), nullable=False),
+    Column("template_id", String(40), nullable=False),
+    Column("connector", String(80), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("config_version", Integer, nullable=False),
+    Column("config", JSON, nullable=False),
+    Column("secret_refs", JSON, nullable=False),  # config path -> tenant secret name
+    Column("secrets_validated_by", String(40)),
+    Column("validated_by", String(40)),
+    _ts("validated_at"),
+    Column("preflight", JSON),  # the last preflight report, with the config_version it tested
+    Column("last_error", JSON),  # {"failure", "message", "at"} of the last failed step
+    Column("breaker", JSON, nullable=False),  # circuit-breaker state, see onboarding.health
+    Column("deployed_by", String(40), nullable=False),
+    Column("configured_by", String(40)),
+    _ts("created_at", False),
+    _ts("updated_at", False),
+    UniqueConstraint("tenant_id", "name", name="uq_connectors_tenant_name"),
+)
+
+# Every configuration a connector has had, for ``connector.updated`` and rollback of a bad update.
+connector_versions = Table(
+    "connector_versions",
+    metadata,
+    Column("connector_id", String(40), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("config", JSON, nullable=False),
+    Column("secret_refs", JSON, nullable=False),
+    Column("changed_by", String(40), nullable=False),
+    Column("reason", Text, nullable=False),
+    _ts("created_at", False),
+)
+
+sources = Table(
+    "sources",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(40), nullable=False, index=True),
+    Column("name", String(80), nullable=False),
+    Column("key", String(63), nullable=False),  # prefix of the source's Raw tables
+    Column("connector_id", String(40), nullable=False),
+    Column("streams", JSON, nullable=False),  # stream names to ingest
+    Column("expected_schemas", JSON, nullable=False),  # stream -> {column: type}; the Raw contract seam
+    Column("justification", Text, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("requested_by", String(40), nullable=False),
+    Column("registered_by", String(40)),
+    Column("validated_by", String(40)),
+    Column("last_error", JSON),
+    Column("preflight", JSON),  # the last preflight report
+    _ts("created_at", False),
+    _ts("updated_at", False),
+    UniqueConstraint("tenant_id", "name", name="uq_sources_tenant_name"),
+    UniqueConstraint("tenant_id", "key", name="uq_sources_tenant_key"),
+)
+
+ingestion_runs = Table(
+    "ingestion_runs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(40), nullable=False, index=True),
+    Column("source_id", String(40), nullable=False, index=True),
+    Column("stream", String(200), nullable=False),
+    Column("kind", String(20), nullable=False),  # sync, replay, backfill, recovery
+    Column("window", JSON),
+    Column("status", String(20), nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("batches", Integer, nullable=False),
+    Column("skipped", Integer, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("error", JSON),
+    Column("started_by", String(40), nullable=False),
+    _ts("started_at", False),
+    _ts("finished_at"),
+)
+
+# Messages to tenant members (in-app); later issues add e-mail and webhook delivery.
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(40), nullable=False, index=True),
+    Column("recipient_id", String(40), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("body", JSON, nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("status", String(20), nullable=False),
+    _ts("created_at", False),
+)

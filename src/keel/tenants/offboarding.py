@@ -22,7 +22,7 @@ from keel.kernel.clock import as_utc, utcnow
 from keel.kernel.errors import Blocked, Conflict, InvalidInput, NotFound
 from keel.kernel.ids import new_id
 from keel.observability import metrics
-from keel.store.tables import archives, requests, tenants
+from keel.store.tables import archives, connectors, requests, sources, tenants
 from keel.tenants.service import (
     _alert_if_storage_remains,
     _load,
@@ -215,6 +215,11 @@ def decommission_tenant(keel, actor: Actor, tenant_id: str, request_id: str) -> 
             raise Conflict("the tenant is being decommissioned already", tenant_id=tenant_id)
         access = revoke_tenant_access(uow.conn, tenant_id)
         shred = keel.keyring.shred_tenant_key(uow.conn, tenant_id)
+        # Its connectors and sources can never run again: their credentials died with the key.
+        for table in (connectors, sources):
+            uow.conn.execute(
+                table.update().where(table.c.tenant_id == tenant_id).values(status="RETIRED", updated_at=now)
+            )
         receipt = {
             "tenant_id": tenant_id,
             "status": "DECOMMISSIONED",

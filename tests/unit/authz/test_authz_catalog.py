@@ -78,6 +78,7 @@ def test_the_integration_operator_replays_backfills_and_reruns_but_changes_no_po
     io = actions_granted(Persona.IO)
     assert {"ingestion:Replay", "ingestion:Backfill", "ingestion:Rerun"} <= io
     assert {n for n in io if ACTIONS[n].level is not Level.R} == {
+        "ingestion:Run",
         "ingestion:Replay",
         "ingestion:Backfill",
         "ingestion:Rerun",

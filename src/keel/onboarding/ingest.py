@@ -1,0 +1,385 @@
+"""Ingestion runs: a READY source's streams into the tenant's Raw layer, exactly once.
+
+A run is recorded RUNNING in the control plane, the data plane does the work
+(``keel.ingestion``: each batch commits with its checkpoint in the tenant's DuckDB
+file), and the run's outcome is recorded after. The checkpoint in the data plane is
+the truth: a run whose worker died stays RUNNING until its lease runs out, then it
+is marked INTERRUPTED and the next run resumes from the last committed batch.
+
+Kinds and who may start them: ``sync`` (DE, TA, IO), ``rerun`` of a failed run (IO,
+DE, TA), ``replay`` and ``backfill`` of a cursor window (IO, DE, TA; guardrails: the
+stream must be incremental, the window at most ``replay_max_days`` wide and not in
+the future, one run per stream at a time; rows already in Raw are not added again,
+and the regular checkpoint does not move), and ``recovery`` (PA, through ``health``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from keel.authz.engine import Resource
+from keel.identity.actor import Actor
+from keel.ingestion.raw import RawStore
+from keel.ingestion.runner import RetryPolicy, Window, sync_stream
+from keel.kernel.clock import as_utc, utcnow
+from keel.kernel.errors import Blocked, Conflict, InvalidInput, KeelError, NotFound
+from keel.kernel.ids import new_id
+from keel.observability import metrics
+from keel.onboarding import breaker, deployment, health, sources
+from keel.store.tables import connectors, ingestion_runs
+
+ACTIONS = {
+    "sync": "ingestion:Run",
+    "rerun": "ingestion:Rerun",
+    "replay": "ingestion:Replay",
+    "backfill": "ingestion:Backfill",
+}
+EVENTS = {"replay": "ingestion.replayed", "backfill": "ingestion.backfilled"}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one run does, fixed before any data moves."""
+
+    tenant_id: str
+    source_id: str
+    source_key: str
+    connector_id: str
+    streams: tuple[str, ...]
+    kind: str
+    window: dict[str, Any] | None
+    run_ids: tuple[str, ...]
+
+
+def start(
+    keel,
+    actor: Actor,
+    tenant_id: str,
+    source_id: str,
+    *,
+    kind: str = "sync",
+    stream: str | None = None,
+    window: dict[str, Any] | None = None,
+    rerun_of: str | None = None,
+) -> list[dict]:
+    """Run ``kind`` on the source (all its streams, or ``stream``); return the runs."""
+    if kind not in ACTIONS:
+        raise InvalidInput("kind", f"must be one of {', '.join(ACTIONS)}")
+    plan, connector, config = _plan(keel, actor, tenant_id, source_id, kind, stream, window, rerun_of)
+    return execute(keel, actor, plan, connector, config)
+
+
+def _plan(keel, actor, tenant_id, source_id, kind, stream, window, rerun_of):
+    with keel.uow() as uow:
+        keel.authorize(uow, actor, ACTIONS[kind], sources.resource(tenant_id, source_id))
+        source = sources.load(uow.conn, tenant_id, source_id)
+        deployment.require_active_tenant(uow.conn, tenant_id)
+        if source.status != "READY":
+            raise Conflict(
+                f"source '{source.name}' is {source.status}: only a READY source is ingested",
+                state=source.status,
+            )
+        connector = deployment.load(uow.conn, tenant_id, source.connector_id, lock=True)
+        if connector.status != "ACTIVE":
+            raise Conflict(
+                f"connector '{connector.name}' is {connector.status}: a Platform Admin recovers it first",
+                connector_id=connector.id,
+            )
+        refused = breaker.refusal(connector.breaker, utcnow(), keel.settings)
+        if refused:
+            raise Blocked(refused, connector_id=connector.id)
+        if kind == "rerun":
+            stream = _failed_run(uow.conn, tenant_id, source_id, rerun_of)
+        streams = (stream,) if stream else tuple(source.streams)
+        if stream is not None and stream not in source.streams:
+            raise InvalidInput("stream", f"'{stream}' is not a stream of source '{source.name}'")
+        checked = _check_window(keel, kind, window)
+        run_ids = tuple(claim_run(keel, uow, actor, source, s, kind, checked) for s in streams)
+        uow.commit()
+        config = deployment.runtime_config(keel, uow.conn, connector)
+    plan = Plan(tenant_id, source.id, source.key, connector.id, streams, kind, checked, run_ids)
+    return plan, connector, config
+
+
+def execute(
+    keel, actor: Actor, plan: Plan, connector_row, config: dict, *, recovery: bool = False
+) -> list[dict]:
+    """Run the planned streams and record each outcome; hand exhausted retries to the PA."""
+    connector = deployment.instance(keel, connector_row)
+    raw = RawStore(keel.dataplanes.database_path(plan.tenant_id))
+    retry = RetryPolicy(
+        max_attempts=keel.settings.ingestion_max_attempts,
+        base_delay=keel.settings.ingestion_retry_base_seconds,
+        max_delay=keel.settings.ingestion_retry_max_seconds,
+    )
+    started = utcnow()
+    outcomes = []
+    for stream, run_id in zip(plan.streams, plan.run_ids, strict=True):
+        try:
+            result = _sync(keel, plan, connector, config, stream, run_id, raw, retry)
+        except KeelError:  # refused arguments (a window the stream cannot take): nothing was read
+            _abandon(keel, plan.run_ids[len(outcomes) :])
+            raise
+        outcomes.append((stream, run_id, result))
+        if result.error is not None:
+            break  # the connector is failing: later streams wait for its recovery
+    with keel.uow() as uow:
+        row = deployment.load(uow.conn, plan.tenant_id, plan.connector_id, lock=True)
+        for stream, run_id, result in outcomes:
+            _finish(uow, actor, plan, stream, run_id, result)
+        for run_id in plan.run_ids[len(outcomes) :]:
+            _close(
+                uow.conn,
+                run_id,
+                "SKIPPED",
+                error={"failure": "skipped", "message": "an earlier stream failed"},
+            )
+        last = outcomes[-1][2]
+        retries = sum(r.attempts - 1 for _, _, r in outcomes)
+        if last.error is not None and last.transient and not recovery:
+            health.retries_exhausted(
+                uow, actor, row, failure=last.failure or "unreachable", message=last.error, retries=retries
+            )
+        elif last.error is None and retries and not recovery:
+            failure = next((r.first_failure for _, _, r in outcomes if r.first_failure), "unreachable")
+            health.retried_and_recovered(uow, actor, row, failure=failure, retries=retries, started=started)
+        if last.error is None and row.breaker.get("state") != "closed":
+            uow.conn.execute(
+                connectors.update().where(connectors.c.id == row.id).values(breaker=breaker.succeeded())
+            )
+        uow.commit()
+        return [run_view(load(uow.conn, plan.tenant_id, run_id)) for run_id in plan.run_ids]
+
+
+def _sync(keel, plan: Plan, connector, config: dict, stream: str, run_id: str, raw: RawStore, retry):
+    return sync_stream(
+        connector,
+        config,
+        stream,
+        raw,
+        source_id=plan.source_id,
+        source_key=plan.source_key,
+        run_id=run_id,
+        batch_size=keel.settings.ingestion_batch_size,
+        kind="sync" if plan.kind in ("sync", "rerun", "recovery") else plan.kind,
+        window=_window(plan.window),
+        retry=retry,
+        sleep=keel.sleep,
+    )
+
+
+def _abandon(keel, run_ids) -> None:
+    """Runs refused before reading (a window the stream cannot take) are closed, never left RUNNING."""
+    with keel.uow() as uow:
+        for run_id in run_ids:
+            _close(
+                uow.conn,
+                run_id,
+                "FAILED",
+                error={"failure": "invalid_input", "message": "refused before reading"},
+            )
+        uow.commit()
+
+
+def _finish(uow, actor: Actor, plan: Plan, stream: str, run_id: str, result) -> None:
+    status = "SUCCEEDED" if result.error is None else "FAILED"
+    error = None if result.error is None else {"failure": result.failure, "message": result.error}
+    uow.conn.execute(
+        ingestion_runs.update()
+        .where(ingestion_runs.c.id == run_id)
+        .values(
+            status=status,
+            rows=result.rows,
+            batches=result.batches,
+            skipped=result.skipped,
+            attempts=result.attempts,
+            error=error,
+            finished_at=utcnow(),
+        )
+    )
+    metrics.record(uow.conn, "ingested_records", result.rows, plan.tenant_id)
+    event = EVENTS.get(plan.kind, "ingestion.completed") if status == "SUCCEEDED" else "ingestion.failed"
+    uow.record(
+        event,
+        actor_id=actor.user_id,
+        tenant_id=plan.tenant_id,
+        run_id=run_id,
+        source_id=plan.source_id,
+        stream=stream,
+        kind=plan.kind,
+        rows=result.rows,
+        batches=result.batches,
+        skipped=result.skipped,
+        attempts=result.attempts,
+        window=plan.window,
+        failure=result.failure,
+    )
+
+
+def claim_run(keel, uow, actor: Actor, source, stream: str, kind: str, window) -> str:
+    """Record a RUNNING run, unless one holds the stream; an expired lease counts as interrupted."""
+    lease = utcnow() - dt.timedelta(minutes=keel.settings.ingestion_lease_minutes)
+    running = uow.conn.execute(
+        sa.select(ingestion_runs.c.id, ingestion_runs.c.started_at).where(
+            ingestion_runs.c.source_id == source.id,
+            ingestion_runs.c.stream == stream,
+            ingestion_runs.c.status == "RUNNING",
+        )
+    ).all()
+    for other in running:
+        if as_utc(other.started_at) > lease:
+            raise Conflict(f"run {other.id} is ingesting stream '{stream}' already", run_id=other.id)
+        _close(
+            uow.conn,
+            other.id,
+            "INTERRUPTED",
+            error={"failure": "interrupted", "message": "its worker stopped before recording an outcome"},
+        )
+        uow.record(
+            "ingestion.interrupted", actor_id=actor.user_id, tenant_id=source.tenant_id, run_id=other.id
+        )
+    run_id = new_id("RUN")
+    uow.conn.execute(
+        ingestion_runs.insert().values(
+            id=run_id,
+            tenant_id=source.tenant_id,
+            source_id=source.id,
+            stream=stream,
+            kind=kind,
+            window=window,
+            status="RUNNING",
+            rows=0,
+            batches=0,
+            skipped=0,
+            attempts=0,
+            started_by=actor.user_id,
+            started_at=utcnow(),
+        )
+    )
+    uow.record(
+        "ingestion.started",
+        actor_id=actor.user_id,
+        tenant_id=source.tenant_id,
+        run_id=run_id,
+        source_id=source.id,
+        stream=stream,
+        kind=kind,
+        window=window,
+    )
+    return run_id
+
+
+def _check_window(keel, kind: str, window: dict[str, Any] | None) -> dict[str, Any] | None:
+    if kind not in ("replay", "backfill"):
+        if window is not None:
+            raise InvalidInput("window", f"applies to replay and backfill, not {kind}")
+        return None
+    if not isinstance(window, dict):
+        raise InvalidInput("window", "is required: {cursor_field, start, end}")
+    unknown = sorted(set(window) - {"cursor_field", "start", "end"})
+    if unknown:
+        raise InvalidInput(f"window.{unknown[0]}", "is not a window setting")
+    field = window.get("cursor_field")
+    if not isinstance(field, str) or not field:
+        raise InvalidInput("window.cursor_field", "is required")
+    bounds = {}
+    for name in ("start", "end"):
+        try:
+            bounds[name] = dt.datetime.fromisoformat(str(window.get(name)))
+        except ValueError:
+            raise InvalidInput(f"window.{name}", "must be an ISO 8601 date or date-time") from None
+    start, end = (
+        as_utc(b) if b.tzinfo else b.replace(tzinfo=dt.UTC) for b in (bounds["start"], bounds["end"])
+    )
+    if end <= start:
+        raise InvalidInput("window.end", "must be after window.start")
+    if (end - start).days > keel.settings.replay_max_days:
+        raise Blocked(
+            f"guardrail: a {kind} window may span at most {keel.settings.replay_max_days} days",
+            guardrail="replay_max_days",
+        )
+    if start > utcnow():
+        raise InvalidInput("window.start", "is in the future")
+    return {"cursor_field": field, "start": str(window["start"]), "end": str(window["end"])}
+
+
+def _window(window: dict[str, Any] | None) -> Window | None:
+    return None if window is None else Window(window["cursor_field"], window["start"], window["end"])
+
+
+def _failed_run(conn: Connection, tenant_id: str, source_id: str, run_id: str | None) -> str:
+    if not run_id:
+        raise InvalidInput("rerun_of", "names the failed run to run again")
+    run = load(conn, tenant_id, run_id)
+    if run.source_id != source_id:
+        raise NotFound("ingestion run", run_id)
+    if run.status not in ("FAILED", "INTERRUPTED", "SKIPPED"):
+        raise Conflict(f"run {run_id} is {run.status}; only a failed run is rerun")
+    return run.stream
+
+
+def _close(conn: Connection, run_id: str, status: str, *, error: dict) -> None:
+    conn.execute(
+        ingestion_runs.update()
+        .where(ingestion_runs.c.id == run_id)
+        .values(status=status, error=error, finished_at=utcnow())
+    )
+
+
+def list_runs(keel, actor: Actor, tenant_id: str, *, source_id: str | None, after: str | None, limit: int):
+    with keel.uow() as uow:
+        keel.authorize(uow, actor, "connector:Read", Resource("ingestion_run", "*", tenant=tenant_id))
+        query = (
+            sa.select(ingestion_runs)
+            .where(ingestion_runs.c.tenant_id == tenant_id)
+            .order_by(ingestion_runs.c.id)
+            .limit(limit)
+        )
+        if source_id:
+            query = query.where(ingestion_runs.c.source_id == source_id)
+        if after:
+            query = query.where(ingestion_runs.c.id > after)
+        return [run_view(r) for r in uow.conn.execute(query)]
+
+
+def get_run(keel, actor: Actor, tenant_id: str, run_id: str) -> dict:
+    with keel.uow() as uow:
+        keel.authorize(uow, actor, "connector:Read", Resource("ingestion_run", run_id, tenant=tenant_id))
+        row = load(uow.conn, tenant_id, run_id)
+        return run_view(row)
+
+
+def load(conn: Connection, tenant_id: str, run_id: str):
+    row = conn.execute(
+        sa.select(ingestion_runs).where(
+            ingestion_runs.c.id == run_id, ingestion_runs.c.tenant_id == tenant_id
+        )
+    ).first()
+    if row is None:
+        raise NotFound("ingestion run", run_id)
+    return row
+
+
+def run_view(row) -> dict:
+    return {
+        "run_id": row.id,
+        "tenant_id": row.tenant_id,
+        "source_id": row.source_id,
+        "stream": row.stream,
+        "kind": row.kind,
+        "window": row.window,
+        "status": row.status,
+        "rows": row.rows,
+        "batches": row.batches,
+        "skipped_duplicates": row.skipped,
+        "attempts": row.attempts,
+        "error": row.error,
+        "started_by": row.started_by,
+        "started_at": as_utc(row.started_at).isoformat(),
+        "finished_at": as_utc(row.finished_at).isoformat() if row.finished_at else None,
+    }

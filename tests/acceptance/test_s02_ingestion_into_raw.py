@@ -1,0 +1,166 @@
+"""Ingestion into Raw (issue 3, after 02/02b): a READY source lands in the tenant's own DuckDB
+file, exactly once, with its ingestion metadata; the Integration Operator replays and
+backfills windows under guardrails, with evidence.
+
+The source is the sample ERP in a real SQLite file, changed between runs with SQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+import pytest
+import sqlalchemy as sa
+from tests.support_onboarding import (
+    ERP_STREAMS,
+    INVOICES_CONTRACT,
+    active_connector,
+    api,
+    erp_config,
+    ready_source,
+    write_erp,
+)
+
+from keel.evidence.canonical import canonical_json
+from keel.store.tables import ingestion_runs
+
+
+@pytest.fixture
+def erp(world, tmp_path):
+    url, counts = write_erp(tmp_path)
+    connector = active_connector(world, "acme", "erp-sql", "ERP", erp_config(url))
+    source = ready_source(
+        world, "acme", connector["connector_id"], "ERP", ERP_STREAMS, {"invoices": INVOICES_CONTRACT}
+    )
+    return {"url": url, "counts": counts, "source_id": source["source_id"]}
+
+
+def _runs(world, erp, who="acme:IO", **body):
+    return world.post(who, f"{api(world.tenants['acme'])}/sources/{erp['source_id']}/runs", json=body)
+
+
+def _raw(world, sql: str) -> list[tuple]:
+    with duckdb.connect(
+        str(world.keel.dataplanes.database_path(world.tenants["acme"])), read_only=True
+    ) as con:
+        return con.execute(sql).fetchall()
+
+
+def test_a_sync_lands_every_record_once_with_its_ingestion_metadata(world, erp):
+    answer = _runs(world, erp)
+
+    assert answer.status_code == 201, answer.text
+    runs = answer.json()["items"]
+    assert {r["stream"]: r["rows"] for r in runs} == erp["counts"]
+    assert all(r["status"] == "SUCCEEDED" and r["attempts"] == 1 for r in runs)
+    for table, count in erp["counts"].items():
+        assert _raw(world, f'SELECT count(*) FROM raw."erp__{table}"') == [(count,)]
+    batch, source, at, digest, row_id = _raw(
+        world,
+        "SELECT _keel_batch_id, _keel_source, _keel_ingested_at, _keel_record_hash, row_id "
+        'FROM raw."erp__invoices" ORDER BY row_id LIMIT 1',
+    )[0]
+    assert source == erp["source_id"] and batch and isinstance(at, dt.datetime)
+    with sa.create_engine(erp["url"]).connect() as conn:  # the hash is of the record as the source gave it
+        first = (
+            conn.execute(sa.text("SELECT * FROM invoices WHERE row_id = :r"), {"r": row_id}).mappings().one()
+        )
+    assert len(digest) == 64 and digest != canonical_json({})  # a SHA-256, not a placeholder
+    # The dirty rows arrive as they are: Raw keeps what the source holds (null amounts included).
+    nulls = _raw(world, 'SELECT count(*) FROM raw."erp__invoices" WHERE amount_net IS NULL')[0][0]
+    assert nulls >= 1 and first["row_id"] == row_id
+    assert [e["payload"]["rows"] for e in world.events("ingestion.completed")] == [r["rows"] for r in runs]
+
+
+def test_running_again_adds_nothing_and_new_source_rows_arrive_once(world, erp):
+    _runs(world, erp)
+    again = _runs(world, erp).json()["items"]
+    assert {r["stream"]: r["rows"] for r in again if r["stream"] in ("invoices", "payments")} == {
+        "invoices": 0,
+        "payments": 0,
+    }
+    with sa.create_engine(erp["url"]).begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO payments (payment_id, invoice_id, paid_at, amount, currency, updated_at) "
+                "VALUES ('PAY-NEW-1', 'INV-X', '2026-12-01 10:00:00', 10.50, 'EUR', '2026-12-01 10:00:00')"
+            )
+        )
+
+    third = {r["stream"]: r["rows"] for r in _runs(world, erp, stream="payments").json()["items"]}
+
+    assert third == {"payments": 1}
+    ids = [r[0] for r in _raw(world, 'SELECT payment_id FROM raw."erp__payments"')]
+    assert len(ids) == len(set(ids)) == erp["counts"]["payments"] + 1
+
+
+def test_the_integration_operator_replays_a_window_without_duplicates_or_moving_the_checkpoint(world, erp):
+    _runs(world, erp)
+    before = _raw(world, 'SELECT count(*) FROM raw."erp__invoices"')[0][0]
+    window = {"cursor_field": "updated_at", "start": "2026-01-01T00:00:00", "end": "2026-02-01T00:00:00"}
+
+    [run] = _runs(world, erp, kind="replay", stream="invoices", window=window).json()["items"]
+
+    assert run["kind"] == "replay" and run["status"] == "SUCCEEDED"
+    assert run["rows"] == 0 and run["skipped_duplicates"] > 0  # everything in the window is in Raw already
+    assert _raw(world, 'SELECT count(*) FROM raw."erp__invoices"')[0][0] == before
+    [event] = world.events("ingestion.replayed")
+    assert event["actor_id"] == world.actors["acme:IO"].user_id and event["payload"]["window"] == window
+    # The regular checkpoint did not move: the next sync finds nothing new.
+    [sync] = _runs(world, erp, stream="invoices").json()["items"]
+    assert sync["rows"] == 0
+
+
+def test_a_backfill_adds_rows_that_arrived_in_an_old_window(world, erp):
+    _runs(world, erp, stream="invoices")
+    path = world.keel.dataplanes.database_path(world.tenants["acme"])
+    with duckdb.connect(str(path)) as con:  # Raw lost January (e.g. restored from an old backup)
+        con.execute("""DELETE FROM raw."erp__invoices" WHERE updated_at < TIMESTAMP '2026-02-01'""")
+    window = {"cursor_field": "updated_at", "start": "2026-01-01", "end": "2026-02-01"}
+
+    [run] = _runs(world, erp, kind="backfill", stream="invoices", window=window).json()["items"]
+
+    assert run["status"] == "SUCCEEDED" and run["rows"] > 0
+    assert _raw(world, 'SELECT count(*) FROM raw."erp__invoices"')[0][0] == erp["counts"]["invoices"]
+    assert [e["type"] for e in world.events("ingestion.backfilled")] == ["ingestion.backfilled"]
+
+
+def test_replay_guardrails_refuse_wide_windows_full_refresh_streams_and_other_personas(world, erp):
+    wide = {"cursor_field": "updated_at", "start": "2020-01-01", "end": "2026-01-01"}
+    answer = _runs(world, erp, kind="replay", stream="invoices", window=wide)
+    assert answer.status_code == 409 and answer.json()["guardrail"] == "replay_max_days"
+
+    window = {"cursor_field": "updated_at", "start": "2026-01-01", "end": "2026-02-01"}
+    full = _runs(world, erp, kind="replay", stream="customers", window=window)
+    assert full.status_code == 422, full.text[:600]
+    assert "read in full" in full.json()["detail"]
+
+    wrong_field = _runs(
+        world, erp, kind="replay", stream="invoices", window={**window, "cursor_field": "due_at"}
+    )
+    assert wrong_field.status_code == 422 and wrong_field.json()["field"] == "window.cursor_field"
+
+    for who in ("acme:AN", "acme:BO", "PA", "SRE"):
+        assert _runs(world, erp, who=who, kind="replay", stream="invoices", window=window).status_code == 403
+
+    no_window = _runs(world, erp, kind="backfill", stream="invoices")
+    assert no_window.status_code == 422 and no_window.json()["field"] == "window"
+    running = world.rows(sa.select(ingestion_runs).where(ingestion_runs.c.status == "RUNNING"))
+    assert running == []  # refused runs are never left RUNNING
+
+
+def test_a_tenant_blocked_by_its_compliance_review_ingests_nothing(world, erp):
+    review = world.post(
+        "CO",
+        f"{api(world.tenants['acme'])}/compliance-review",
+        json={"approve": False, "findings": ["evidence gap"]},
+    )
+    assert review.status_code == 200, review.text
+
+    answer = _runs(world, erp)
+    health = world.post("SRE", f"{api(world.tenants['acme'])}/sources/{erp['source_id']}/runs", json={})
+
+    assert answer.status_code == 401 and "not active" in answer.json()["detail"]  # its members are locked out
+    assert health.status_code == 403  # and no provider runs tenant ingestion
+    assert world.rows(sa.select(ingestion_runs)) == []
