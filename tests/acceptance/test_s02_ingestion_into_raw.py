@@ -164,3 +164,17 @@ def test_a_tenant_blocked_by_its_compliance_review_ingests_nothing(world, erp):
     assert answer.status_code == 401 and "not active" in answer.json()["detail"]  # its members are locked out
     assert health.status_code == 403  # and no provider runs tenant ingestion
     assert world.rows(sa.select(ingestion_runs)) == []
+
+
+def test_the_source_shows_its_raw_tables_checkpoints_and_batches(world, erp):
+    runs = _runs(world, erp).json()["items"]
+
+    answer = world.get("acme:DE", f"{api(world.tenants['acme'])}/sources/{erp['source_id']}/raw")
+
+    assert answer.status_code == 200, answer.text
+    status = answer.json()
+    assert {t["stream"]: t["rows"] for t in status["tables"]} == erp["counts"]
+    assert {t["table"] for t in status["tables"]} == {f"raw.erp__{s}" for s in ERP_STREAMS}
+    assert status["checkpoints"]["invoices"]["mode"] == "incremental"
+    assert {b["run_id"] for b in status["recent_batches"]} <= {r["run_id"] for r in runs}
+    assert "amount_net" not in answer.text  # metadata only: no record leaves the data plane

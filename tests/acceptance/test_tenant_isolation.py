@@ -159,6 +159,7 @@ PROBES: dict[tuple[str, str], Probe] = {
     ("POST", f"{API}/tenants/{{tenant_id}}/sources/{{source_id}}/preflight"): Probe("tenant"),
     ("POST", f"{API}/tenants/{{tenant_id}}/sources/{{source_id}}/handshake"): Probe("tenant"),
     ("POST", f"{API}/tenants/{{tenant_id}}/sources/{{source_id}}/runs"): Probe("tenant", body={}),
+    ("GET", f"{API}/tenants/{{tenant_id}}/sources/{{source_id}}/raw"): Probe("tenant"),
     ("GET", f"{API}/tenants/{{tenant_id}}/ingestion-runs"): Probe("tenant"),
     ("GET", f"{API}/tenants/{{tenant_id}}/ingestion-runs/{{run_id}}"): Probe("tenant"),
     ("GET", f"{API}/tenants/{{tenant_id}}/notifications"): Probe("tenant"),

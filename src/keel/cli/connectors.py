@@ -326,6 +326,13 @@ def ingest(
     render.show(state, runs, title="Ingestion runs", columns=RUN_COLUMNS)
 
 
+@source_app.command("raw")
+def raw(ctx: typer.Context, source_id: SourceId, tenant: Tenant = None) -> None:
+    """The source in Raw: tables and row counts, checkpoints, recent batches."""
+    state = state_of(ctx)
+    render.show(state, state.api().get(f"{_base(state, tenant)}/sources/{source_id}/raw"), title="Raw")
+
+
 @source_app.command("runs")
 def runs(
     ctx: typer.Context,

@@ -383,3 +383,23 @@ def run_view(row) -> dict:
         "started_at": as_utc(row.started_at).isoformat(),
         "finished_at": as_utc(row.finished_at).isoformat() if row.finished_at else None,
     }
+
+
+def raw_status(keel, actor: Actor, tenant_id: str, source_id: str) -> dict:
+    """Where the source stands in Raw: its tables with row counts, each stream's checkpoint and the
+    latest committed batches. Metadata only: no record leaves the data plane."""
+    with keel.uow() as uow:
+        keel.authorize(uow, actor, "connector:Read", sources.resource(tenant_id, source_id))
+        source = sources.load(uow.conn, tenant_id, source_id)
+    raw = RawStore(keel.dataplanes.database_path(tenant_id))
+    batches = raw.batches(source_id, limit=20)
+    return {
+        "source_id": source.id,
+        "tables": [{**t, "created_at": _iso(t["created_at"])} for t in raw.tables(source_id)],
+        "checkpoints": {stream: raw.last_state(source_id, stream) for stream in source.streams},
+        "recent_batches": [{**b, "committed_at": _iso(b["committed_at"])} for b in batches],
+    }
+
+
+def _iso(value) -> str | None:
+    return as_utc(value).isoformat() if value is not None else None

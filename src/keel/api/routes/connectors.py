@@ -204,6 +204,11 @@ async def start_run(
     return await idempotent(request, actor, run)
 
 
+@router.get(T + "/sources/{source_id}/raw")
+def raw_status(tenant_id: str, source_id: str, actor=Depends(current_actor), keel=Depends(get_keel)):
+    return ingest.raw_status(keel, actor, tenant_id, source_id)
+
+
 @router.get(T + "/ingestion-runs")
 def list_runs(
     tenant_id: str,
