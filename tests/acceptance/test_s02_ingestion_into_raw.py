@@ -178,3 +178,49 @@ def test_the_source_shows_its_raw_tables_checkpoints_and_batches(world, erp):
     assert status["checkpoints"]["invoices"]["mode"] == "incremental"
     assert {b["run_id"] for b in status["recent_batches"]} <= {r["run_id"] for r in runs}
     assert "amount_net" not in answer.text  # metadata only: no record leaves the data plane
+
+
+# Bad input: a clear error on the run, nothing already ingested lost or duplicated ----------------
+@pytest.fixture
+def drop_folder(world, tmp_path):
+    """A READY files source over a real folder of CSV files."""
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    (folder / "a.csv").write_text("id,amount\n1,10\n2,20\n3,30\n")
+    config = {"path": str(folder), "pattern": "*.csv", "format": "csv", "stream": "payments"}
+    connector = active_connector(world, "acme", "files", "Drop", config)
+    source = ready_source(world, "acme", connector["connector_id"], "Drop", ["payments"])
+    return {"folder": folder, "source_id": source["source_id"]}
+
+
+def test_a_malformed_file_fails_the_run_naming_file_and_row_and_keeps_what_was_ingested(world, drop_folder):
+    assert _runs(world, drop_folder).json()["items"][0]["rows"] == 3
+    (drop_folder["folder"] / "b.csv").write_text("id,amount\n4,40\n5,50,surplus\n")
+
+    [failed] = _runs(world, drop_folder).json()["items"]
+
+    assert failed["status"] == "FAILED" and failed["error"]["failure"] == "malformed"
+    message = failed["error"]["message"]
+    assert "b.csv" in message and "row" in message, message
+    assert _raw(world, 'SELECT id FROM raw."drop__payments" ORDER BY id') == [(1,), (2,), (3,)]
+    connector = world.get(
+        "acme:DE", f"{api(world.tenants['acme'])}/sources/{drop_folder['source_id']}"
+    ).json()
+    assert connector["status"] == "READY"  # bad data is the source's problem, not a broken connector
+
+    (drop_folder["folder"] / "b.csv").write_text("id,amount\n4,40\n5,50\n")
+    [rerun] = _runs(world, drop_folder, kind="rerun", rerun_of=failed["run_id"]).json()["items"]
+
+    assert rerun["status"] == "SUCCEEDED" and rerun["rows"] == 2
+    assert _raw(world, 'SELECT id FROM raw."drop__payments" ORDER BY id') == [(1,), (2,), (3,), (4,), (5,)]
+
+
+def test_a_value_of_the_wrong_type_fails_the_run_naming_the_field(world, drop_folder):
+    _runs(world, drop_folder)
+    (drop_folder["folder"] / "c.csv").write_text("id,amount\n6,sixty\n")
+
+    [failed] = _runs(world, drop_folder).json()["items"]
+
+    assert failed["status"] == "FAILED"
+    assert "amount" in failed["error"]["message"]
+    assert _raw(world, 'SELECT count(*) FROM raw."drop__payments"') == [(3,)]

@@ -13,6 +13,7 @@ import duckdb
 import sqlalchemy as sa
 from tests.support_onboarding import (
     ERP_STREAMS,
+    FlakyGateway,
     active_connector,
     api,
     configure,
@@ -21,6 +22,7 @@ from tests.support_onboarding import (
     write_erp,
 )
 
+from keel.samples.crm import serve_crm
 from keel.store.tables import connectors, incidents, receipts
 
 
@@ -95,12 +97,39 @@ def test_bad_credentials_fail_the_security_admins_validation_and_are_logged(worl
     assert world.rows(sa.select(incidents)) == []
 
 
-def test_an_unreachable_source_fails_preflight_with_an_alert(world, tmp_path):
+def test_an_unreachable_source_fails_preflight_with_an_alert(world):
+    with serve_crm() as crm:
+        gateway = FlakyGateway(crm)  # a real loopback hop that can go down
+        try:
+            config = {
+                "base_url": gateway.url,
+                "auth": {"type": "bearer", "token": crm.api_key},
+                "max_retries": 0,
+            }
+            cid = active_connector(world, "acme", "crm-http", "CRM", config)["connector_id"]
+            body = {"name": "CRM", "streams": ["accounts"], "justification": "pipeline", "connector_id": cid}
+            sid = step(world, "acme:DE", "acme", "/sources", body)["source_id"]
+            step(world, "PA", "acme", f"/sources/{sid}/registration")
+            step(world, "SA", "acme", f"/sources/{sid}/validation")
+            gateway.down()
+
+            done = step(world, "PA", "acme", f"/sources/{sid}/preflight")
+        finally:
+            gateway.stop()
+
+    assert done["status"] == "FAILED" and done["last_error"]["failure"] == "unreachable"
+    [incident] = world.rows(sa.select(incidents))
+    assert incident.kind == "connector_unreachable"
+    assert [e["payload"]["incident_id"] for e in world.events("alert.fired")] == [incident.id]
+    assert [e["payload"]["failure"] for e in world.events("source.preflight.failed")] == ["unreachable"]
+
+
+def test_a_source_whose_database_went_away_fails_preflight_naming_why(world, tmp_path):
     cid = _erp_connector(world, tmp_path)
     sid = _request(world, cid)["source_id"]
     step(world, "PA", "acme", f"/sources/{sid}/registration")
     step(world, "SA", "acme", f"/sources/{sid}/validation")
-    (tmp_path / "erp.db").rename(tmp_path / "moved.db")  # the database went away
+    (tmp_path / "erp.db").rename(tmp_path / "moved.db")
 
     done = step(world, "PA", "acme", f"/sources/{sid}/preflight")
 
