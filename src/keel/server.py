@@ -15,6 +15,7 @@ from keel.api.app import create_app
 from keel.bootstrap import Keel, build
 from keel.identity.personas import Persona
 from keel.kernel.settings import Settings, load_settings
+from keel.onboarding.monitor import HealthMonitor
 from keel.samples.crm import serve_crm
 from keel.seed import SeedResult, credentials_file, seed
 
@@ -32,12 +33,17 @@ def main(
     port = port or settings.port
     keel = build(settings)
     crm = _sample_crm(settings, echo) if settings.seed_demo else None
+    monitor = None
     try:
         result = seed(keel, crm=crm) if settings.seed_demo else None
         for line in startup_lines(keel, f"http://{host}:{port}", result):
             echo(line)
+        interval = settings.health_check_interval_seconds
+        monitor = HealthMonitor(keel, interval).start() if interval else None
         uvicorn.run(create_app(keel), host=host, port=port, log_level=settings.log_level.lower())
     finally:
+        if monitor is not None:
+            monitor.stop()
         if crm is not None:
             crm.stop()
         keel.close()

@@ -12,12 +12,14 @@ The source is the sample CRM behind a real loopback gateway that fails on comman
 from __future__ import annotations
 
 import re
+import time
 
 import duckdb
 import pytest
 import sqlalchemy as sa
 from tests.support_onboarding import FlakyGateway, active_connector, api, ready_source, step
 
+from keel.onboarding.monitor import HealthMonitor
 from keel.samples.crm import serve_crm
 from keel.store.tables import incidents, notifications, receipts, users
 
@@ -240,3 +242,19 @@ def test_only_the_platform_admin_recovers_a_connector(world, source, gateway):
     for who in ("acme:TA", "acme:DE", "acme:IO", "SRE", "SA"):
         answer = world.post(who, f"{api(world.tenants['acme'])}/connectors/{source['connector_id']}/recovery")
         assert answer.status_code == 403, (who, answer.text)
+
+
+def test_the_servers_monitor_health_checks_every_active_connector_on_its_own(world, source, gateway):
+    gateway.down()
+    monitor = HealthMonitor(world.keel, interval=0.05).start()
+    try:
+        deadline = time.monotonic() + 10
+        while not world.events("alert.fired") and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        monitor.stop()
+
+    checked = world.events("connector.health.checked")
+    assert checked and {e["payload"]["connector_id"] for e in checked} == {source["connector_id"]}
+    assert checked[0]["actor_id"] == "system" and checked[0]["payload"]["healthy"] is False
+    assert world.rows(sa.select(incidents))[0].kind == "connector_health"

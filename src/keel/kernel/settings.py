@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     replay_max_days: int = Field(
         366, description="Guardrail: widest window an Integration Operator may replay or backfill.", ge=1
     )
+    health_check_interval_seconds: int = Field(
+        300, description="How often `keel serve` health-checks every ACTIVE connector (0: never).", ge=0
+    )
     breaker_failure_threshold: int = Field(
         3, description="Consecutive connector failures that open its circuit breaker.", ge=1
     )
