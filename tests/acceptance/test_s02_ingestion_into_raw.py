@@ -23,7 +23,7 @@ from tests.support_onboarding import (
 )
 
 from keel.evidence.canonical import canonical_json
-from keel.store.tables import ingestion_runs
+from keel.store.tables import ingestion_runs, receipts
 
 
 @pytest.fixture
@@ -107,6 +107,9 @@ def test_the_integration_operator_replays_a_window_without_duplicates_or_moving_
     assert _raw(world, 'SELECT count(*) FROM raw."erp__invoices"')[0][0] == before
     [event] = world.events("ingestion.replayed")
     assert event["actor_id"] == world.actors["acme:IO"].user_id and event["payload"]["window"] == window
+    [receipt] = world.rows(sa.select(receipts.c.body).where(receipts.c.kind == "ingestion.replay"))
+    assert receipt.body["run_by"] == world.actors["acme:IO"].user_id and receipt.body["window"] == window
+    assert (receipt.body["status"], receipt.body["rows"]) == ("SUCCEEDED", 0)
     # The regular checkpoint did not move: the next sync finds nothing new.
     [sync] = _runs(world, erp, stream="invoices").json()["items"]
     assert sync["rows"] == 0

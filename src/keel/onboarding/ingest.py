@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from keel.authz.engine import Resource
+from keel.evidence import receipts
 from keel.identity.actor import Actor
 from keel.ingestion.raw import RawStore
 from keel.ingestion.runner import RetryPolicy, Window, sync_stream
@@ -219,6 +220,24 @@ def _finish(uow, actor: Actor, plan: Plan, stream: str, run_id: str, result) -> 
         window=plan.window,
         failure=result.failure,
     )
+    if plan.window is not None:  # a guarded operator action: its receipt names who, what and the outcome
+        now = utcnow()
+        body = {
+            "run_id": run_id,
+            "source_id": plan.source_id,
+            "stream": stream,
+            "kind": plan.kind,
+            "window": plan.window,
+            "status": status,
+            "rows": result.rows,
+            "skipped_duplicates": result.skipped,
+            "batch_ids": list(result.batch_ids),
+            "run_by": actor.user_id,
+            "timestamp": now.isoformat(),
+        }
+        receipts.issue(
+            uow.conn, f"ingestion.{plan.kind}", subject_id=run_id, tenant_id=plan.tenant_id, body=body, at=now
+        )
 
 
 def claim_run(keel, uow, actor: Actor, source, stream: str, kind: str, window) -> str:
