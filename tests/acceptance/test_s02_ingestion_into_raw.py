@@ -23,6 +23,7 @@ from tests.support_onboarding import (
 )
 
 from keel.evidence.canonical import canonical_json
+from keel.kernel.clock import utcnow
 from keel.store.tables import ingestion_runs, receipts
 
 
@@ -227,3 +228,40 @@ def test_a_value_of_the_wrong_type_fails_the_run_naming_the_field(world, drop_fo
     assert failed["status"] == "FAILED"
     assert "amount" in failed["error"]["message"]
     assert _raw(world, 'SELECT count(*) FROM raw."drop__payments"') == [(3,)]
+
+
+def test_a_run_whose_worker_died_is_marked_interrupted_and_the_next_run_resumes(world, erp):
+    def crashed_run(run_id: str, minutes_ago: int) -> None:  # a worker killed after claiming its run
+        with world.keel.engine.begin() as conn:
+            conn.execute(
+                ingestion_runs.insert().values(
+                    id=run_id,
+                    tenant_id=world.tenants["acme"],
+                    source_id=erp["source_id"],
+                    stream="invoices",
+                    kind="sync",
+                    status="RUNNING",
+                    rows=0,
+                    batches=0,
+                    skipped=0,
+                    attempts=1,
+                    started_by=world.actors["acme:IO"].user_id,
+                    started_at=utcnow() - dt.timedelta(minutes=minutes_ago),
+                )
+            )
+
+    crashed_run("RUN-20260101-FRESH001", minutes_ago=1)
+    busy = _runs(world, erp, stream="invoices")
+    assert busy.status_code == 409 and busy.json()["run_id"] == "RUN-20260101-FRESH001"
+
+    with world.keel.engine.begin() as conn:
+        conn.execute(ingestion_runs.delete().where(ingestion_runs.c.id == "RUN-20260101-FRESH001"))
+    crashed_run("RUN-20260101-STALE001", minutes_ago=world.keel.settings.ingestion_lease_minutes + 1)
+    [run] = _runs(world, erp, stream="invoices").json()["items"]
+
+    assert run["status"] == "SUCCEEDED" and run["rows"] == erp["counts"]["invoices"]
+    stale = world.rows(sa.select(ingestion_runs).where(ingestion_runs.c.id == "RUN-20260101-STALE001"))[0]
+    assert stale.status == "INTERRUPTED"
+    assert [e["payload"]["run_id"] for e in world.events("ingestion.interrupted")] == [
+        "RUN-20260101-STALE001"
+    ]
