@@ -421,3 +421,14 @@ def test_a_stream_without_an_incremental_parameter_has_no_window(crm):
     with pytest.raises(NotFound):
         HttpConnector().window_state(config(crm.url), "invoices", "2026-01-01")
     assert raised.value.detail == "window: stream 'accounts' has no incremental parameter to read windows by"
+
+
+def test_an_answer_larger_than_the_limit_is_refused_without_being_read_whole(crm):
+    # The sample CRM's accounts page is a few KiB; a limit of 1 KiB makes it "oversized".
+    cfg = config(crm.url, streams=[STREAMS[0]], max_response_mb=1 / 1024)
+
+    with pytest.raises(ConnectorError) as caught:
+        list(HttpConnector().read(cfg, "accounts", None))
+
+    assert caught.value.fields["reason"] == "too_large"
+    assert "config.max_response_mb" in caught.value.detail

@@ -143,6 +143,13 @@ SPEC: dict[str, Any] = {
         "streams": {"type": "array", "minItems": 1, "items": _STREAM},
         "timeout_s": {"type": "number", "exclusiveMinimum": 0, "default": 10},
         "max_retries": {"type": "integer", "minimum": 0, "default": 5},
+        "max_response_mb": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": 1024,
+            "default": 64,
+            "description": "Largest answer accepted, in MiB: a bigger one is an error, never read whole.",
+        },
         "backoff": {
             "type": "object",
             "additionalProperties": False,
@@ -363,7 +370,7 @@ class _Session:
         for attempt in range(self.cfg["max_retries"] + 1):
             retry_after: float | None = None
             try:
-                response = self.client.get(url, params=params)
+                response = self._get(url, params, stream)
             except httpx.TimeoutException:
                 reason, detail, status = "unreachable", f"GET {path} timed out", None
                 retryable = self.retry_transport
@@ -396,6 +403,24 @@ class _Session:
             delay = min(retry_after, max_s) if retry_after is not None else random.uniform(0, cap)
             self.sleep(delay)
         raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _get(self, url: str, params: dict[str, Any], stream: Mapping[str, Any]) -> httpx.Response:
+        """GET with the body read in chunks up to ``max_response_mb``; a bigger answer is refused."""
+        limit = int(self.cfg["max_response_mb"] * 1024 * 1024)
+        with self.client.stream("GET", url, params=params) as response:
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > limit:
+                    raise self.error(
+                        stream,
+                        f"GET {stream['path']} answered more than {self.cfg['max_response_mb']} MiB "
+                        "(config.max_response_mb)",
+                        "too_large",
+                    )
+        return httpx.Response(
+            response.status_code, headers=response.headers, content=bytes(body), request=response.request
+        )
 
     def error(self, stream: Mapping[str, Any], detail: str, reason: str, **fields: Any) -> ConnectorError:
         if self.token:
