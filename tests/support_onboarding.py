@@ -100,7 +100,8 @@ class FlakyGateway:
 
     ``fail_next(n)`` answers the next ``n`` requests with 503; ``down()`` answers every
     request with 503 until ``up()``; ``drop_next(n)`` closes the connection without an
-    answer (a dropped connection). Everything else is forwarded to the CRM unchanged.
+    answer (a dropped connection); ``deny()`` answers 401 (a revoked key). Everything
+    else is forwarded to the CRM unchanged.
     """
 
     def __init__(self, crm: CrmServer) -> None:
@@ -114,6 +115,7 @@ class FlakyGateway:
         self.failures = 0
         self.drops = 0
         self.is_down = False
+        self.denying = False
         self.served = 0
         self.lock = threading.Lock()
 
@@ -125,6 +127,13 @@ class FlakyGateway:
                     gateway.drops -= int(drop)
                     fail = gateway.is_down or gateway.failures > 0
                     gateway.failures -= int(gateway.failures > 0 and not gateway.is_down)
+                    deny = gateway.denying
+                if deny:  # the source revoked the key
+                    self.send_response(401)
+                    self.send_header("Content-Type", "application/json")
+                    self.end_headers()
+                    self.wfile.write(b'{"error": "invalid_key"}')
+                    return
                 if drop:
                     self.close_connection = True
                     self.connection.shutdown(2)
@@ -167,6 +176,11 @@ class FlakyGateway:
     def drop_next(self, n: int) -> None:
         with self.lock:
             self.drops = n
+
+    def deny(self) -> None:
+        """Answer 401 from now on, as a source does after revoking a key."""
+        with self.lock:
+            self.denying = True
 
     def down(self) -> None:
         with self.lock:

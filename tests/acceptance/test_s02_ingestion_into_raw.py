@@ -24,7 +24,7 @@ from tests.support_onboarding import (
 
 from keel.evidence.canonical import canonical_json
 from keel.kernel.clock import utcnow
-from keel.store.tables import ingestion_runs, receipts
+from keel.store.tables import incidents, ingestion_runs, receipts
 
 
 @pytest.fixture
@@ -210,7 +210,8 @@ def test_a_malformed_file_fails_the_run_naming_file_and_row_and_keeps_what_was_i
     connector = world.get(
         "acme:DE", f"{api(world.tenants['acme'])}/sources/{drop_folder['source_id']}"
     ).json()
-    assert connector["status"] == "READY"  # bad data is the source's problem, not a broken connector
+    assert connector["status"] == "READY"  # bad data fails its run; the connector is not broken
+    assert world.rows(sa.select(incidents)) == [] and world.events("connector.failure.detected") == []
 
     (drop_folder["folder"] / "b.csv").write_text("id,amount\n4,40\n5,50\n")
     [rerun] = _runs(world, drop_folder, kind="rerun", rerun_of=failed["run_id"]).json()["items"]

@@ -258,3 +258,20 @@ def test_the_servers_monitor_health_checks_every_active_connector_on_its_own(wor
     assert checked and {e["payload"]["connector_id"] for e in checked} == {source["connector_id"]}
     assert checked[0]["actor_id"] == "system" and checked[0]["payload"]["healthy"] is False
     assert world.rows(sa.select(incidents))[0].kind == "connector_health"
+
+
+def test_credentials_revoked_at_the_source_hand_the_connector_over_without_retrying(world, source, gateway):
+    gateway.deny()
+
+    [run] = _run(world, source)
+
+    assert run["status"] == "FAILED" and run["attempts"] == 1  # no retry fixes a revoked key
+    assert run["error"]["failure"] == "auth"
+    connector = _connector(world, source)
+    assert connector["status"] == "FAILED" and connector["last_error"]["failure"] == "auth"
+    assert world.scalar(sa.select(incidents.c.kind)) == "connector_failure"
+    told = world.get("acme:TA", f"{api(world.tenants['acme'])}/notifications").json()["items"]
+    assert told[0]["body"]["failure"] == "auth"
+    # Recovery cannot succeed while the source refuses the key: the tenant configures a new one.
+    recovery = step(world, "PA", "acme", f"/connectors/{source['connector_id']}/recovery")
+    assert recovery["status"] == "FAILED" and recovery["recovery"]["status"] == "failed"

@@ -127,8 +127,8 @@ def execute(
             _abandon(keel, plan.run_ids[len(outcomes) :])
             raise
         outcomes.append((stream, run_id, result))
-        if result.error is not None:
-            break  # the connector is failing: later streams wait for its recovery
+        if _connector_broken(result):
+            break  # later streams wait for the connector's recovery; bad data fails only its own run
     with keel.uow() as uow:
         row = deployment.load(uow.conn, plan.tenant_id, plan.connector_id, lock=True)
         for stream, run_id, result in outcomes:
@@ -140,21 +140,36 @@ def execute(
                 "SKIPPED",
                 error={"failure": "skipped", "message": "an earlier stream failed"},
             )
-        last = outcomes[-1][2]
-        retries = sum(r.attempts - 1 for _, _, r in outcomes)
-        if last.error is not None and last.transient and not recovery:
+        results = [r for _, _, r in outcomes]
+        broken = next((r for r in results if _connector_broken(r)), None)
+        retries = sum(r.attempts - 1 for r in results)
+        if broken is not None and not recovery:
             health.retries_exhausted(
-                uow, actor, row, failure=last.failure or "unreachable", message=last.error, retries=retries
+                uow,
+                actor,
+                row,
+                failure=broken.failure or "unreachable",
+                message=broken.error,
+                retries=retries,
             )
-        elif last.error is None and retries and not recovery:
-            failure = next((r.first_failure for _, _, r in outcomes if r.first_failure), "unreachable")
+        elif broken is None and retries and not recovery:
+            failure = next((r.first_failure for r in results if r.first_failure), "unreachable")
             health.retried_and_recovered(uow, actor, row, failure=failure, retries=retries, started=started)
-        if last.error is None and row.breaker.get("state") != "closed":
+        if broken is None and row.breaker.get("state") != "closed":
             uow.conn.execute(
                 connectors.update().where(connectors.c.id == row.id).values(breaker=breaker.succeeded())
             )
         uow.commit()
         return [run_view(load(uow.conn, plan.tenant_id, run_id)) for run_id in plan.run_ids]
+
+
+# Failures no retry fixes but that mean the connector itself cannot work (credentials revoked at the
+# source, a setting that no longer fits): like exhausted retries, they hand the connector over.
+CONNECTOR_FAILURES = frozenset({"auth", "permission", "config"})
+
+
+def _connector_broken(result) -> bool:
+    return result.error is not None and (result.transient or result.failure in CONNECTOR_FAILURES)
 
 
 def _sync(keel, plan: Plan, connector, config: dict, stream: str, run_id: str, raw: RawStore, retry):
