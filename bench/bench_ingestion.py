@@ -8,7 +8,7 @@ NUMERIC(14,2) amounts, a status, a timestamptz), made by DuckDB over ``range()``
 into a CSV file and copied into a fresh PostgreSQL schema (``COPY ... FROM STDIN``).
 
 Keel: ``sync_stream`` into a fresh tenant DuckDB file, ``BATCH`` records per batch
-and checkpoint: the SQL connector (server-side cursor, keyset full refresh) or
+and checkpoint: the SQL connector (COPY into Arrow, keyset full refresh) or
 the files connector (CSV); typed columns, ingestion metadata, the record hash,
 and the batch record and checkpoint committed with each batch.
 

@@ -11,6 +11,11 @@ are append-only: a file that changes after being read (size or mtime differ
 and so does its SHA-256) is an error, unless ``on_change`` is ``"reread"``, in
 which case it is read again in full (downstream de-duplicates by record hash).
 
+CSV and Parquet files are read by Arrow and their batches handed over as Arrow
+tables (``RecordBatch.arrow``): a batch's rows are slices of the files' tables,
+never Python dicts (a batch spanning files of different columns is the exception).
+JSON lines are read as records.
+
 A malformed file is parsed completely before any of its rows are yielded, so
 none of them are: the rows of earlier files still buffered are yielded with
 their checkpoint first, then ``ConnectorError`` names the file and the row, and
@@ -42,7 +47,7 @@ from keel.connectors.protocol import (
     RecordBatch,
     StateCheckpoint,
     Stream,
-    jsonable_column,
+    records_of,
     validate_config,
 )
 from keel.kernel.errors import InvalidInput, NotFound
@@ -273,23 +278,22 @@ def _malformed(cfg: Mapping[str, Any], name: str, row: int | None, exc: BaseExce
     )
 
 
-def _file_records(data: bytes, cfg: Mapping[str, Any], name: str) -> list[dict[str, Any]]:
-    """Every record of a file's bytes, in file order; a malformed file raises ``ConnectorError``."""
+def _file_rows(data: bytes, cfg: Mapping[str, Any], name: str) -> pa.Table | list[dict[str, Any]]:
+    """Every record of a file's bytes, in file order: an Arrow table, or records for JSON lines.
+
+    A malformed file raises ``ConnectorError``.
+    """
     fmt = cfg["format"]
     if fmt == "jsonl":
         return _jsonl_records(data, cfg, name)
     if not data:
         return []
     if fmt == "csv":
-        table = _parse_csv(pa.py_buffer(data), cfg, name)
-    else:
-        try:
-            table = pa_parquet.read_table(pa.BufferReader(data))
-        except (pa.ArrowException, OSError) as exc:
-            raise _malformed(cfg, name, None, exc) from exc
-    # Column by column: converting row by row costs several times as much.
-    columns = [jsonable_column(column.to_pylist()) for column in table.columns]
-    return [dict(zip(table.column_names, values, strict=True)) for values in zip(*columns, strict=True)]
+        return _parse_csv(pa.py_buffer(data), cfg, name)
+    try:
+        return pa_parquet.read_table(pa.BufferReader(data))
+    except (pa.ArrowException, OSError) as exc:
+        raise _malformed(cfg, name, None, exc) from exc
 
 
 # --- schema mapping ----------------------------------------------------------
@@ -370,7 +374,8 @@ class _Reader:
         # The file a previous read stopped in stays in the state until it is handled.
         resume = state.get("in_progress")
         self.in_progress: dict[str, Any] | None = dict(resume) if resume else None
-        self.buffer: list[dict[str, Any]] = []
+        self.buffer: list[pa.Table | list[dict[str, Any]]] = []  # slices of files' rows
+        self.buffered = 0  # rows in the buffer
         self.emitted_state: dict[str, Any] = self.state()
 
     def state(self) -> dict[str, Any]:
@@ -380,9 +385,9 @@ class _Reader:
         return state
 
     def flush(self) -> Iterator[Message]:
-        if self.buffer:
-            yield RecordBatch(self.stream, self.buffer)
-            self.buffer = []
+        if self.buffered:
+            yield _batch(self.stream, self.buffer)
+        self.buffer, self.buffered = [], 0
         state = self.state()
         if state != self.emitted_state:
             self.emitted_state = state
@@ -443,12 +448,18 @@ class _Reader:
         if _fingerprint(path) != before or len(data) != before["size"]:
             self.in_progress = resume
             raise _BeingWritten(name)
-        records = _file_records(data, self.cfg, name)
+        rows = _file_rows(data, self.cfg, name)
+        count = len(rows)
         self.in_progress = {"file": name, "offset": offset, **before}
-        for index in range(offset, len(records)):
-            self.buffer.append(records[index])
-            self.in_progress["offset"] = index + 1
-            if len(self.buffer) >= self.batch_size:
+        while offset < count:
+            take = min(self.batch_size - self.buffered, count - offset)
+            self.buffer.append(
+                rows.slice(offset, take) if isinstance(rows, pa.Table) else rows[offset : offset + take]
+            )
+            self.buffered += take
+            offset += take
+            self.in_progress["offset"] = offset
+            if self.buffered >= self.batch_size:
                 yield from self.flush()
         self.in_progress = None
         self.done[name] = {**before, "sha256": hashlib.sha256(data).hexdigest()}
@@ -461,3 +472,16 @@ class _Reader:
                 file=name,
                 reason="changed",
             )
+
+
+def _batch(stream: str, parts: list[pa.Table | list[dict[str, Any]]]) -> RecordBatch:
+    """One batch of the buffered slices: an Arrow table when they are tables of one schema."""
+    first = parts[0]
+    if isinstance(first, pa.Table) and all(
+        isinstance(part, pa.Table) and part.schema.equals(first.schema) for part in parts
+    ):
+        return RecordBatch(stream, arrow=pa.concat_tables(parts) if len(parts) > 1 else first)
+    records: list[dict[str, Any]] = []
+    for part in parts:
+        records.extend(records_of(part) if isinstance(part, pa.Table) else part)
+    return RecordBatch(stream, records)

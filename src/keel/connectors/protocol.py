@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, ClassVar, Literal
 
+import pyarrow as pa
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
@@ -66,12 +67,48 @@ class Catalog:
         raise NotFound("stream", name)
 
 
-@dataclass(frozen=True)
 class RecordBatch:
-    """Records of one stream; the next ``StateCheckpoint`` of the stream covers them."""
+    """Records of one stream; the next ``StateCheckpoint`` of the stream covers them.
 
-    stream: str
-    records: list[dict[str, Any]]
+    A connector that reads columns may hand them over as an Arrow table instead
+    (``arrow``): each row is a record, its values what ``jsonable`` makes of the
+    row's Python values (``records_of``). Raw lands such a batch without making a
+    dict per record; ``records`` converts it on first use, so a consumer that
+    wants dicts gets the same records either way.
+    """
+
+    __slots__ = ("_records", "arrow", "stream")
+
+    def __init__(
+        self, stream: str, records: list[dict[str, Any]] | None = None, *, arrow: pa.Table | None = None
+    ) -> None:
+        if (records is None) == (arrow is None):
+            raise TypeError("a RecordBatch holds either records or an Arrow table")
+        self.stream = stream
+        self.arrow = arrow
+        self._records = records
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        if self._records is None:
+            assert self.arrow is not None
+            self._records = records_of(self.arrow)
+        return self._records
+
+    @property
+    def size(self) -> int:
+        """The number of records, without making them."""
+        return self.arrow.num_rows if self.arrow is not None else len(self.records)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RecordBatch):
+            return NotImplemented
+        return self.stream == other.stream and self.records == other.records
+
+    __hash__ = None  # type: ignore[assignment]  # unhashable, as its list of records always made it
+
+    def __repr__(self) -> str:
+        return f"RecordBatch(stream={self.stream!r}, records={self.records!r})"
 
 
 @dataclass(frozen=True)
@@ -293,3 +330,12 @@ _CONVERTERS: dict[type, Any] = {
     dt.time: dt.time.isoformat,
     Decimal: str,
 }
+
+
+def records_of(table: pa.Table) -> list[dict[str, Any]]:
+    """The records an Arrow table holds: ``jsonable`` of each row's Python values."""
+    if not table.num_columns:
+        return [{} for _ in range(table.num_rows)]
+    # Column by column: converting row by row costs several times as much.
+    columns = [jsonable_column(column.to_pylist()) for column in table.columns]
+    return [dict(zip(table.column_names, values, strict=True)) for values in zip(*columns, strict=True)]

@@ -9,7 +9,12 @@ The password is kept out of the URL in the configuration (``password``, a
 secret), put into the connection URL with ``URL.set`` only when connecting, and
 scrubbed from every message this module produces.
 
-Rows are streamed with server-side cursors, ``batch_size`` at a time. State::
+Rows are streamed with server-side cursors, ``batch_size`` at a time. On
+PostgreSQL, a table whose every column has a type Arrow reads exactly from text
+(booleans, integers, floats, numerics, text, dates, date-times) is instead read
+with one ``COPY (<the same query>) TO STDOUT (FORMAT csv)`` and parsed by Arrow:
+the batches are Arrow tables (``RecordBatch.arrow``) holding the same records as
+the cursor would give, so they land with the same record hashes. State::
 
     {"mode": "full_refresh", "last_pk": [...]}            # after each batch
     {"mode": "full_refresh", "last_pk": [...], "done": true}   # at the end
@@ -40,6 +45,9 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.pool import NullPool
@@ -459,22 +467,152 @@ def json_schema_of(sql_type: sa.types.TypeEngine, *, nullable: bool = True) -> d
 def _read(cfg: dict[str, Any], stream: str, state: dict[str, Any], batch_size: int) -> Iterator[Message]:
     schema = cfg.get("schema")
     cursor_name = cfg.get("cursor_fields", {}).get(stream)
+    last: dict[str, Any] | None = None
     with _errors(cfg, stream), read_only_connection(cfg) as conn:
         table = _reflect(conn, stream, schema)
         plan = _Plan(table, cursor_name, state)
-        conn = conn.execution_options(stream_results=True, yield_per=batch_size)
-        result = conn.execute(plan.query())
-        last: dict[str, Any] | None = None
-        for rows in result.partitions(batch_size):
-            yield RecordBatch(stream, plan.records(rows))
+        for batch in _copy_batches(conn, plan, batch_size) or _cursor_batches(conn, plan, batch_size):
+            yield RecordBatch(stream, batch) if isinstance(batch, list) else RecordBatch(stream, arrow=batch)
             if plan.pk:
-                last = plan.state_after(rows[-1])
+                last = plan.state_after(_last_row(batch))
                 yield StateCheckpoint(stream, last)
-        if plan.cursor is None:
-            done = {"mode": "full_refresh", **({"last_pk": last["last_pk"]} if last else {}), "done": True}
-            yield StateCheckpoint(stream, done)
-        elif last is None:  # nothing new: the state stays as it was
-            yield StateCheckpoint(stream, plan.start_state())
+    # The last checkpoint only once the session has ended: a session that fails to end (the server
+    # went away after sending every row, which COPY makes likely) must not leave the next read a
+    # finished full refresh, which would start over and deliver every row again.
+    if plan.cursor is None:
+        done = {"mode": "full_refresh", **({"last_pk": last["last_pk"]} if last else {}), "done": True}
+        yield StateCheckpoint(stream, done)
+    elif last is None:  # nothing new: the state stays as it was
+        yield StateCheckpoint(stream, plan.start_state())
+
+
+def _cursor_batches(conn: Connection, plan: _Plan, batch_size: int) -> Iterator[list[dict[str, Any]]]:
+    """The query's records through a server-side cursor, ``batch_size`` at a time."""
+    result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(plan.query())
+    for rows in result.partitions(batch_size):
+        yield plan.records(rows)
+
+
+def _last_row(batch: list[dict[str, Any]] | pa.Table) -> Mapping[str, Any]:
+    if isinstance(batch, list):
+        return batch[-1]
+    return {name: batch.column(name)[-1].as_py() for name in batch.column_names}
+
+
+# --- PostgreSQL: COPY into Arrow ----------------------------------------------------------------
+
+# Each column's Arrow type when COPY's text of it parses to the value psycopg would
+# make of the same text (a numeric stays text: its exact digits are the JSON value).
+_COPY_TYPES: tuple[tuple[type[sa.types.TypeEngine], pa.DataType], ...] = (
+    (sa.Boolean, pa.bool_()),
+    (sa.Integer, pa.int64()),
+    (sa.Float, pa.float64()),  # float4 too: psycopg reads its text as a Python float
+    (sa.Numeric, pa.string()),
+    (sa.Date, pa.date32()),
+    (sa.String, pa.string()),  # text, varchar, char, enums, citext
+)
+_NOT_PLAIN_DECIMAL = r"^-?0\.0{6}"  # str(Decimal) writes these as 1E-7, 0E-9, ...
+
+
+def _copy_types(conn: Connection, table: sa.Table) -> dict[str, pa.DataType] | None:
+    """The Arrow type of each column to parse COPY's CSV into; None unless PostgreSQL and every
+    column has such a type (otherwise the cursor reads the table)."""
+    if conn.dialect.name != "postgresql" or conn.connection.dbapi_connection.info.encoding != "utf-8":
+        return None
+    types: dict[str, pa.DataType] = {}
+    for column in table.columns:
+        kind = column.type
+        if isinstance(kind, sa.DateTime):
+            types[column.name] = pa.timestamp("us", "UTC" if kind.timezone else None)  # sessions are UTC
+            continue
+        found = next((arrow for sql, arrow in _COPY_TYPES if isinstance(kind, sql)), None)
+        if found is None:
+            return None
+        types[column.name] = found
+    return types
+
+
+def _copy_batches(conn: Connection, plan: _Plan, batch_size: int) -> Iterator[pa.Table] | None:
+    """The query's rows as Arrow tables of ``batch_size`` rows, read with ``COPY ... TO STDOUT``;
+    None where the cursor has to read them (see ``_copy_types``)."""
+    types = _copy_types(conn, plan.table)
+    if types is None:
+        return None
+    numerics = [c.name for c in plan.table.columns if _is_numeric(c.type)]
+    return _CopyReader(plan.table.name, types, numerics).batches(conn, plan.query(), batch_size)
+
+
+def _is_numeric(kind: sa.types.TypeEngine) -> bool:
+    return isinstance(kind, sa.Numeric) and not isinstance(kind, sa.Float)
+
+
+class _CopyReader:
+    """Reads a query with ``COPY ... TO STDOUT (FORMAT csv)`` into Arrow tables."""
+
+    def __init__(self, stream: str, types: dict[str, pa.DataType], numerics: list[str]) -> None:
+        self.stream = stream
+        self.numerics = numerics
+        self.read_options = pa_csv.ReadOptions(column_names=list(types), use_threads=False)
+        self.parse_options = pa_csv.ParseOptions(newlines_in_values=True)
+        self.convert_options = pa_csv.ConvertOptions(
+            column_types=types,
+            null_values=[""],  # COPY writes NULL unquoted and empty text quoted
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+            true_values=["t"],
+            false_values=["f"],
+        )
+
+    def batches(self, conn: Connection, query: sa.Select, batch_size: int) -> Iterator[pa.Table]:
+        compiled = query.compile(dialect=conn.dialect)
+        statement = f"COPY ({compiled}) TO STDOUT (FORMAT csv)"
+        if not compiled.params:  # psycopg leaves the text alone: undo the pyformat escaping of %
+            statement = statement.replace("%%", "%")
+        dbapi = conn.connection.dbapi_connection
+        try:
+            with dbapi.cursor() as cursor:
+                cursor.execute("SET LOCAL DateStyle = 'ISO'")  # psycopg reads any style; Arrow reads ISO
+                yield from self._rows(cursor, statement, compiled.params, batch_size)
+        except conn.dialect.loaded_dbapi.Error as exc:
+            base = conn.dialect.loaded_dbapi.Error
+            raise sa.exc.DBAPIError.instance(statement, None, exc, base) from None
+
+    def _rows(
+        self, cursor: Any, statement: str, params: dict[str, Any], batch_size: int
+    ) -> Iterator[pa.Table]:
+        with cursor.copy(statement, params or None) as copy:
+            rows: list[Any] = []
+            for row in copy:  # PostgreSQL sends each row of a COPY TO in a message of its own
+                rows.append(row)
+                if len(rows) == batch_size:
+                    yield self.parse(rows)
+                    rows = []
+            if rows:
+                yield self.parse(rows)
+
+    def parse(self, rows: list[Any]) -> pa.Table:
+        """One batch of COPY's CSV rows as an Arrow table; numerics as ``str(Decimal)`` writes them."""
+        try:
+            table = pa_csv.read_csv(
+                pa.py_buffer(b"".join(rows)), self.read_options, self.parse_options, self.convert_options
+            )
+        except pa.ArrowInvalid as exc:  # a value psycopg cannot read either: infinity, a year BC
+            raise ConnectorError(f"cannot read a value: {exc}", stream=self.stream, reason="source") from None
+        if table.num_rows != len(rows):
+            raise ConnectorError("COPY rows did not parse one by one", stream=self.stream, reason="source")
+        for name in self.numerics:
+            index = table.schema.get_field_index(name)
+            table = table.set_column(index, name, _decimal_text(table.column(index)))
+        return table
+
+
+def _decimal_text(column: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
+    """PostgreSQL's text of numerics as ``str(Decimal)`` writes it: the same but for values below
+    1e-6 (and zeros with more than six decimals), which Python writes with an exponent."""
+    odd = pc.match_substring_regex(column, _NOT_PLAIN_DECIMAL)
+    if not pc.any(odd).as_py():
+        return column
+    return pa.array([None if v is None else str(Decimal(v)) for v in column.to_pylist()], pa.string())
 
 
 class _Plan:
@@ -548,8 +686,7 @@ class _Plan:
                 columns[index] = jsonable_column(columns[index])
         return [dict(zip(self.names, values, strict=True)) for values in zip(*columns, strict=True)]
 
-    def state_after(self, row: sa.Row) -> dict[str, Any]:
-        values = row._mapping
+    def state_after(self, values: Mapping[str, Any]) -> dict[str, Any]:
         last_pk = [jsonable(values[c.name]) for c in self.pk]
         if self.cursor is None:
             return {"mode": "full_refresh", "last_pk": last_pk}

@@ -22,6 +22,12 @@ with its index. Integral floats (3.0) are accepted as integers. Date-time and da
 values are staged as text and parsed by DuckDB in the INSERT; a value it cannot
 parse is found afterwards by ``staging.py``. Arrow converts a whole column in C, so
 the per-value Python check runs only on a column that has a bad value.
+
+A batch that arrives as an Arrow table (``RecordBatch.arrow``) is staged column by
+column by ``stage_arrow`` without any Python value: each Arrow type it knows is
+turned into exactly the array ``stage`` makes of the column's JSON values
+(``jsonable`` of ``to_pylist``); for any other type, or a value that does not
+fit, it returns None and the column takes the value-by-value path.
 """
 
 from __future__ import annotations
@@ -101,6 +107,88 @@ def stage(values: list[Any], column: str) -> pa.Array:
     if staged is None:
         raise _first_bad(values, column)
     return staged
+
+
+def stage_arrow(array: pa.Array | pa.ChunkedArray, column: str) -> pa.Array | None:
+    """An Arrow column staged exactly as ``stage`` stages its JSON values; None: stage those instead."""
+    if column == JSON:
+        return None  # its canonical text is written value by value
+    values = json_values(array)
+    return None if values is None else _convert(values, column)
+
+
+def json_values(array: pa.Array | pa.ChunkedArray) -> pa.Array | None:
+    """The array ``pa.array`` makes of the column's JSON values, computed in Arrow; None for a type
+    (or a value) it cannot compute exactly: temporal values outside years 1-9999, time zones other
+    than UTC, nested, binary and other types."""
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    kind = array.type
+    t = pa.types
+    if array.null_count == len(array):
+        return pa.nulls(len(array))
+    if t.is_boolean(kind) or t.is_int64(kind) or t.is_float64(kind) or t.is_string(kind):
+        return array
+    if t.is_signed_integer(kind) or kind in (pa.uint8(), pa.uint16(), pa.uint32()):
+        return array.cast(pa.int64())
+    if t.is_uint64(kind):
+        return array.cast(pa.int64()) if pc.max(array).as_py() <= _INT64[1] else None
+    if t.is_float32(kind):
+        return array.cast(pa.float64())  # exact: every float32 is a float64
+    if t.is_large_string(kind) or t.is_string_view(kind):
+        return array.cast(pa.string())
+    if t.is_date32(kind):
+        return _iso_dates(array)
+    if t.is_timestamp(kind):
+        return _iso_date_times(array)
+    if t.is_decimal(kind) and kind.scale >= 0:
+        return array.cast(pa.string())  # str(Decimal): Arrow writes it as Python does (a test checks)
+    return None
+
+
+_UTC_ZONES = frozenset({"UTC", "Etc/UTC", "+00:00"})
+# The days, seconds and microseconds since 1970 of 0001-01-01 and of the end of 9999-12-31:
+# Python has no other years.
+_DAYS = (-719_162, 2_932_896)
+_SECONDS = (_DAYS[0] * 86_400, (_DAYS[1] + 1) * 86_400 - 1)
+_MICROSECONDS = (_SECONDS[0] * 1_000_000, (_SECONDS[1] + 1) * 1_000_000 - 1)
+
+
+def _in_range(array: pa.Array, bounds: tuple[int, int]) -> bool:
+    extremes = pc.min_max(array)
+    return bounds[0] <= extremes["min"].as_py() and extremes["max"].as_py() <= bounds[1]
+
+
+def _iso_dates(array: pa.Array) -> pa.Array | None:
+    """``date.isoformat()`` of each value."""
+    return array.cast(pa.string()) if _in_range(array.cast(pa.int32()), _DAYS) else None
+
+
+def _iso_date_times(array: pa.Array) -> pa.Array | None:
+    """``datetime.isoformat()`` of each value: ``T`` between date and time, microseconds only when
+    not zero, ``+00:00`` for UTC (no offset for a naive value)."""
+    kind = array.type
+    if kind.tz is not None and kind.tz not in _UTC_ZONES:
+        return None
+    try:
+        seconds = array.cast(pa.timestamp("s"))  # safe: raises when a value has a fraction of a second
+    except pa.ArrowInvalid:
+        seconds = None
+    if seconds is not None:
+        if not _in_range(seconds.cast(pa.int64()), _SECONDS):
+            return None
+        text = seconds.cast(pa.string())  # 2026-01-01 08:00:37
+    else:
+        try:
+            micros = array.cast(pa.timestamp("us"))  # a nanosecond fraction is no Python datetime
+        except pa.ArrowInvalid:
+            return None
+        if not _in_range(micros.cast(pa.int64()), _MICROSECONDS):
+            return None
+        # 2026-01-01 08:00:37.500000, and .000000 where isoformat writes no fraction
+        text = pc.replace_substring(micros.cast(pa.string()), ".000000", "")
+    text = pc.utf8_replace_slice(text, 10, 11, "T")
+    return pc.binary_join_element_wise(text, "+00:00", "") if kind.tz is not None else text
 
 
 def _convert(array: pa.Array, column: str) -> pa.Array | None:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import duckdb
+import pyarrow as pa
 
 from keel.connectors.errors import ConnectorError
 from keel.connectors.protocol import Stream
@@ -149,7 +150,7 @@ class RawStore:
         stream: Stream,
         *,
         run_id: str | None,
-        records: Sequence[Mapping[str, Any]],
+        records: Sequence[Mapping[str, Any]] | pa.Table,
         state: Mapping[str, Any] | None,
         kind: Kind = "sync",
         dedupe: bool = False,
@@ -157,6 +158,8 @@ class RawStore:
     ) -> BatchResult:
         """Insert ``records``, record the batch and (``advance_state``) the stream's state, atomically.
 
+        ``records`` are dicts, or an Arrow table whose rows are the records (as in
+        ``RecordBatch.arrow``): each lands with the same columns and record hash.
         ``dedupe`` skips records whose hash is in the table already or earlier in
         the batch. A value that does not fit its column raises ``ConnectorError``
         (reason ``type``) naming the field, the 1-based record number in the batch
@@ -165,7 +168,8 @@ class RawStore:
         if kind not in KINDS:
             raise InvalidInput("kind", f"must be one of {', '.join(KINDS)}")
         table = table_name(source_key, stream.name)
-        records = records if isinstance(records, list) else list(records)
+        if not isinstance(records, list | pa.Table):
+            records = list(records)
         columns = staging.columns_of(records, stream.name)
         batch_id = new_id("BAT")
         now = utcnow()
@@ -175,7 +179,7 @@ class RawStore:
                 types = _ensure_table(con, table, source_id, stream, columns.fields, now)
                 staged = staging.stage(stream.name, records, columns, types, dedupe=dedupe)
                 inserted = staged.insert(con, table, (batch_id, source_id, now), dedupe=dedupe)
-                skipped = len(records) - inserted
+                skipped = columns.rows - inserted
                 con.execute(
                     "INSERT INTO raw._keel_batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [batch_id, source_id, stream.name, run_id, kind, inserted, skipped, _json(state), now],

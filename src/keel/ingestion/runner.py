@@ -7,6 +7,11 @@ Records after the last checkpoint when a read ends or fails are not committed:
 no state covers them, and the next read delivers them again. So a crash, a kill
 or a retry at any point neither loses nor duplicates a record.
 
+A batch may come as an Arrow table (``RecordBatch.arrow``); the batches up to a
+checkpoint are then handed to Raw as one table (windows filtered in Arrow), and
+as records only when they do not share one schema or a window's cursor column
+has a type Arrow cannot compare as the records would.
+
 Memory: the records between two checkpoints are held until they commit. Every
 built-in connector checkpoints at least every ``batch_size`` records, except the
 SQL connector on a table without a primary key, which checkpoints once at the
@@ -35,9 +40,12 @@ import contextlib
 import datetime as dt
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from keel.connectors.protocol import (
     REDACTED,
@@ -240,20 +248,21 @@ class _Run:
         store: RawStore,
         messages: Iterator[Message],
         state: dict[str, Any] | None,
-        keep: Callable[[Mapping[str, Any]], bool] | None,
+        keep: _Keep | None,
         attempt: int,
     ) -> None:
-        pending: list[Mapping[str, Any]] = []
+        pending: list[RecordBatch] = []
         for message in messages:
             if message.stream != self.name:
                 continue
             if isinstance(message, RecordBatch):
-                pending.extend(message.records if keep is None else filter(keep, message.records))
+                pending.append(message)
                 continue
             if not isinstance(message, StateCheckpoint):
                 continue
-            if pending or (keep is None and message.state != state):
-                self._commit(store, pending, message.state, attempt)
+            batch = _combine(pending, keep)
+            if len(batch) or (keep is None and message.state != state):
+                self._commit(store, batch, message.state, attempt)
             state = message.state
             if keep is not None:
                 self.resume = state
@@ -262,7 +271,11 @@ class _Run:
             pending = []
 
     def _commit(
-        self, store: RawStore, records: list[Mapping[str, Any]], state: dict[str, Any], attempt: int
+        self,
+        store: RawStore,
+        records: list[Mapping[str, Any]] | pa.Table,
+        state: dict[str, Any],
+        attempt: int,
     ) -> None:
         assert self.stream is not None
         batch = store.commit_batch(
@@ -297,11 +310,78 @@ class _Run:
         )
 
 
-# --- windows ----------------------------------------------------------------------------------
+# --- batches and windows ------------------------------------------------------------------------
 
 
-def _window_filter(stream: Stream, window: Window) -> Callable[[Mapping[str, Any]], bool]:
-    """A predicate keeping the records whose cursor lies in the window, compared as the schema types it."""
+def _combine(batches: Sequence[RecordBatch], keep: _Keep | None) -> list[Mapping[str, Any]] | pa.Table:
+    """The batches' records in the window (all without one): one Arrow table when they all are
+    tables of one schema (and Arrow can filter the window), else the records."""
+    tables = [batch.arrow for batch in batches]
+    first = tables[0] if tables else None
+    if first is not None and all(t is not None and t.schema.equals(first.schema) for t in tables):
+        table = pa.concat_tables(tables) if len(tables) > 1 else first
+        kept = table if keep is None else keep.table(table)
+        if kept is not None:
+            return kept
+    records = [record for batch in batches for record in batch.records]
+    return records if keep is None else [record for record in records if keep(record)]
+
+
+@dataclass(frozen=True)
+class _Keep:
+    """Keeps the records whose cursor lies in the window, compared as the schema types the cursor."""
+
+    field: str
+    key: Callable[[Any], Any]
+    kind: str  # number, instant or string: how the values compare
+    start: Any
+    end: Any
+
+    def __call__(self, record: Mapping[str, Any]) -> bool:
+        value = self.key(record.get(self.field))
+        return value is not None and self.start <= value < self.end
+
+    def table(self, table: pa.Table) -> pa.Table | None:
+        """The rows of an Arrow table to keep, computed in Arrow; None when only its records can say
+        (a cursor column of another type, or bounds Arrow would compare inexactly)."""
+        found = table.schema.get_all_field_indices(self.field)
+        if len(found) != 1:
+            return table.slice(0, 0) if not found else None  # no record holds the cursor
+        column = table.column(found[0])
+        typed = _arrow_bounds(self.kind, column.type, self.start, self.end)
+        if typed is None:
+            return None
+        kind, start, end = typed
+        values = column.cast(kind)
+        return table.filter(pc.and_(pc.greater_equal(values, start), pc.less(values, end)))
+
+
+_UTC_MICROS = pa.timestamp("us", "UTC")
+
+
+def _arrow_bounds(
+    kind: str, arrow_type: pa.DataType, start: Any, end: Any
+) -> tuple[pa.DataType, Any, Any] | None:
+    """(type to compare in, start, end) of a window over a column of ``arrow_type``; None: no exact way."""
+    t = pa.types
+    if kind == "number" and t.is_integer(arrow_type):
+        exact = all(type(b) is int and -(2**63) <= b < 2**63 for b in (start, end))
+        return (pa.int64(), pa.scalar(start, pa.int64()), pa.scalar(end, pa.int64())) if exact else None
+    if kind == "number" and t.is_floating(arrow_type):
+        exact = all(type(b) is float or (type(b) is int and abs(b) <= 2**53) for b in (start, end))
+        return (pa.float64(), pa.scalar(float(start)), pa.scalar(float(end))) if exact else None
+    # A naive date-time (and a date, at its midnight) is UTC, as ``_instant`` reads the records' text.
+    if kind == "instant" and (
+        t.is_date32(arrow_type) or (t.is_timestamp(arrow_type) and arrow_type.unit != "ns")
+    ):
+        return _UTC_MICROS, pa.scalar(start, _UTC_MICROS), pa.scalar(end, _UTC_MICROS)
+    if kind == "string" and (t.is_string(arrow_type) or t.is_large_string(arrow_type)):
+        return pa.string(), pa.scalar(start, pa.string()), pa.scalar(end, pa.string())
+    return None
+
+
+def _window_filter(stream: Stream, window: Window) -> _Keep:
+    """What keeps the records whose cursor lies in the window, compared as the schema types it."""
     name = window.cursor_field
     schema = stream.json_schema.get("properties", {}).get(name)
     if schema is None:
@@ -310,30 +390,25 @@ def _window_filter(stream: Stream, window: Window) -> Callable[[Mapping[str, Any
         raise InvalidInput(
             "window.cursor_field", f"stream '{stream.name}' is read incrementally by '{stream.cursor_field}'"
         )
-    key, what = _cursor_key(schema)
+    key, what, kind = _cursor_key(schema)
     start, end = key(window.start), key(window.end)
     for bound, value in (("start", start), ("end", end)):
         if value is None:
             raise InvalidInput(f"window.{bound}", f"must be {what}")
     if not start < end:
         raise InvalidInput("window.end", "must be after window.start")
-
-    def keep(record: Mapping[str, Any]) -> bool:
-        value = key(record.get(name))
-        return value is not None and start <= value < end
-
-    return keep
+    return _Keep(name, key, kind, start, end)
 
 
-def _cursor_key(schema: Mapping[str, Any]) -> tuple[Callable[[Any], Any], str]:
+def _cursor_key(schema: Mapping[str, Any]) -> tuple[Callable[[Any], Any], str, str]:
     declared = schema.get("type")
     types = {declared} if isinstance(declared, str) else set(declared or ())
     types.discard("null")
     if types and types <= {"integer", "number"}:
-        return _number, "a number"
+        return _number, "a number", "number"
     if types == {"string"} and schema.get("format") in ("date-time", "date"):
-        return _instant, "an ISO 8601 date or date-time"
-    return (lambda v: v if isinstance(v, str) else None), "a string"
+        return _instant, "an ISO 8601 date or date-time", "instant"
+    return (lambda v: v if isinstance(v, str) else None), "a string", "string"
 
 
 def _number(value: Any) -> float | None:

@@ -1,7 +1,8 @@
 """A batch of records on its way into a Raw table: columns, then one Arrow table, then one INSERT.
 
-``columns_of`` turns the records (dicts) into one value list per field. ``stage``
-converts each list to an Arrow array of its Raw column's type (``columns.py``)
+``columns_of`` turns the records (dicts) into one value list per field, or takes
+the columns of a batch that came as an Arrow table. ``stage`` converts each to an
+Arrow array of its Raw column's type (``columns.py``)
 and picks the DuckDB expression of the record hash (``hashing.py``), or hashes
 the batch in Python when DuckDB cannot. ``StagedBatch.insert`` lands it in a
 single ``INSERT ... SELECT`` that casts the dates, date-times and decimals,
@@ -20,6 +21,7 @@ import duckdb
 import pyarrow as pa
 
 from keel.connectors.errors import ConnectorError
+from keel.connectors.protocol import jsonable_column, records_of
 from keel.ingestion import columns as col
 from keel.ingestion import hashing
 
@@ -30,20 +32,35 @@ META = (  # Keel's columns, first in every Raw table
     ("_keel_record_hash", col.VARCHAR),
 )
 STAGED = "_keel_staged"  # the name the batch is registered under on the connection
+_CHUNK = 2048
 _STAGED_TYPED = (col.BIGINT, col.DOUBLE, col.BOOLEAN, col.VARCHAR, col.JSON)  # inserted without a cast
+
+
+Batch = Sequence[Mapping[str, Any]] | pa.Table  # records, or an Arrow table whose rows are the records
 
 
 @dataclass(frozen=True)
 class Columns:
-    """The batch's fields in first-seen order, their values, and whether every record holds each."""
+    """The batch's fields in first-seen order, their values (a list, or the Arrow column of a batch
+    that came as a table), and whether every record holds each."""
 
     fields: list[str]
-    values: dict[str, list[Any]]
+    values: dict[str, list[Any] | pa.ChunkedArray]
     present: dict[str, bool]
+    rows: int
 
 
-def columns_of(records: Sequence[Any], stream: str) -> Columns:
-    """One value list per field (a record lacking a field gives None there)."""
+def rows(batch: Batch) -> int:
+    return batch.num_rows if isinstance(batch, pa.Table) else len(batch)
+
+
+def columns_of(records: Batch, stream: str) -> Columns:
+    """One value list per field (a record lacking a field gives None there); an Arrow table's columns."""
+    if isinstance(records, pa.Table):
+        # Where names repeat, the last column wins, as in the table's records (dicts).
+        last = {name: index for index, name in enumerate(records.column_names)}
+        values = {name: records.column(index) for name, index in last.items()}
+        return Columns(list(last), values, dict.fromkeys(last, True), records.num_rows)
     for index, record in enumerate(records):
         if not isinstance(record, dict) and not isinstance(record, Mapping):
             raise ConnectorError(
@@ -53,7 +70,7 @@ def columns_of(records: Sequence[Any], stream: str) -> Columns:
                 reason="type",
             )
     if not records:
-        return Columns([], {}, {})
+        return Columns([], {}, {}, 0)
     first = records[0]
     if len(set(map(len, records))) == 1:
         # Records of one length that all hold the first one's keys hold the same keys: the usual case.
@@ -62,7 +79,7 @@ def columns_of(records: Sequence[Any], stream: str) -> Columns:
         except KeyError:
             pass
         else:
-            return Columns(list(first), values, dict.fromkeys(first, True))
+            return Columns(list(first), values, dict.fromkeys(first, True), len(records))
     counts: Counter[str] = Counter()
     for record in records:
         counts.update(record.keys())
@@ -70,6 +87,7 @@ def columns_of(records: Sequence[Any], stream: str) -> Columns:
         list(counts),
         {name: [record.get(name) for record in records] for name in counts},
         {name: n == len(records) for name, n in counts.items()},
+        len(records),
     )
 
 
@@ -99,7 +117,8 @@ class StagedBatch:
         """
         if self.table.num_rows == 0:
             return 0
-        con.register(STAGED, self.table)
+        # In chunks of DuckDB's vector size, which its threads hash and insert in parallel.
+        con.register(STAGED, pa.Table.from_batches(self.table.to_batches(max_chunksize=_CHUNK)))
         try:
             columns = "".join(f", {quote(t.column)}" for t in self.targets)
             values = "".join(f", {_cast(t)}" for t in self.targets)
@@ -149,7 +168,7 @@ class StagedBatch:
 
 def stage(
     stream: str,
-    records: Sequence[Mapping[str, Any]],
+    records: Batch,
     columns: Columns,
     types: Mapping[str, tuple[str, str]],
     *,
@@ -164,7 +183,12 @@ def stage(
         ref = f"c{position}"
         values = columns.values[name]
         try:
-            arrays[ref] = col.stage(values, kind)
+            staged = col.stage_arrow(values, kind) if isinstance(values, pa.ChunkedArray) else None
+            if staged is None:
+                if isinstance(values, pa.ChunkedArray):
+                    values = jsonable_column(values.to_pylist())  # the column's records' values
+                staged = col.stage(values, kind)
+            arrays[ref] = staged
             canonical = hashing.canonical_column(values) if kind == col.JSON else None
         except col.BadValue as bad:
             raise type_error(stream, name, kind, bad.index, bad.found) from None
@@ -182,13 +206,15 @@ def stage(
             parts = None if text is None else [*parts, (name, text, presence)]
     if parts is None:
         try:
-            arrays["h"] = hashing.record_hashes(records)
+            arrays["h"] = hashing.record_hashes(
+                records_of(records) if isinstance(records, pa.Table) else records
+            )
         except col.BadValue as bad:
             raise ConnectorError(
                 f"record holds {bad.found}", stream=stream, row=bad.index + 1, reason="type"
             ) from None
     if dedupe or not arrays:
-        arrays["n"] = pa.array(range(len(records)), pa.int64())
+        arrays["n"] = pa.array(range(columns.rows), pa.int64())
     expression = "h" if parts is None else hashing.sql_hash(parts)
     return StagedBatch(stream, pa.table(arrays), targets, expression)
 

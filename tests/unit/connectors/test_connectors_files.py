@@ -217,6 +217,21 @@ def test_read_yields_every_record_in_file_order_with_a_checkpoint_after_each_bat
     assert len(sha_a) == len(sha_b) == 64
 
 
+def test_csv_batches_come_as_arrow_tables_and_as_records_only_across_files_of_other_columns(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, "invoices/a.csv", invoice_csv(1, 3), at=1)
+    write(tmp_path, "invoices/b.csv", invoice_csv(4, 1), at=2)  # the same columns: one table
+    write(tmp_path, "invoices/c.csv", "id,note\n5,late\n", at=3)  # other columns
+    write(tmp_path, "invoices/d.csv", invoice_csv(6, 1), at=4)
+    messages = FILES.read(csv_config(tmp_path), "invoices", None, batch_size=2)
+    batches = [m for m in messages if isinstance(m, RecordBatch)]
+    assert [(b.size, b.arrow is not None) for b in batches] == [(2, True), (2, True), (2, False)]
+    assert batches[1].arrow.column_names == ["id", "amount", "currency"]
+    records = [r for b in batches for r in b.records]
+    assert records == [*invoices(1, 4), {"id": 5, "note": "late"}, *invoices(6, 1)]
+
+
 def test_an_incremental_read_picks_up_only_the_new_file(tmp_path: Path) -> None:
     write(tmp_path, "invoices/jan.csv", invoice_csv(1, 3), at=1)
     records, _, state = read_all(csv_config(tmp_path))

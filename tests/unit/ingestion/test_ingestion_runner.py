@@ -15,15 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 import pytest
 
-from keel.connectors import Connector, ConnectorError, Message, RecordBatch
+from keel.connectors import Connector, ConnectorError, Message, RecordBatch, Stream
 from keel.connectors.files import FilesConnector
+from keel.connectors.protocol import records_of
 from keel.connectors.sql import SqlConnector
 from keel.dataplane.duckdb_store import TenantDataPlanes
 from keel.ingestion.hashing import record_hash
 from keel.ingestion.raw import RawStore
-from keel.ingestion.runner import RetryPolicy, SyncResult, Window, sync_stream
+from keel.ingestion.runner import RetryPolicy, SyncResult, Window, _window_filter, sync_stream
 from keel.kernel.errors import InvalidInput
 from keel.samples.erp import ErpSpec, generate, write
 
@@ -325,3 +327,51 @@ def test_the_window_bounds_compare_as_instants_whatever_their_zone(
     )
     result = sync(SqlConnector(), erp, raw, kind="backfill", window=in_paris)
     assert result.rows == len(source(erp, NAIVE_START, NAIVE_END))
+
+
+def _instants(unit: str, zone: str | None, *texts: str | None) -> pa.Array:
+    values = [None if t is None else dt.datetime.fromisoformat(t) for t in texts]
+    return pa.array(values, pa.timestamp(unit, zone))
+
+
+@pytest.mark.parametrize(
+    ("schema", "column", "start", "end"),
+    [
+        ({"type": "integer"}, pa.array([1, 5, None, 10, -3], pa.int32()), 1, 10),
+        ({"type": ["number", "null"]}, pa.array([0.5, float("nan"), 2.0, None, -0.0]), 0, 2.0),
+        (
+            {"type": "string", "format": "date-time"},
+            _instants("s", None, "2026-01-01T00:00:00", "2026-01-01T23:59:59", "2026-01-02T00:00:00", None),
+            "2026-01-01",
+            "2026-01-02T00:00:00+01:00",
+        ),
+        (
+            {"type": "string", "format": "date-time"},
+            _instants("us", "Europe/Paris", "2026-01-20T00:30:00+00:00", "2026-01-20T01:00:00+00:00"),
+            "2026-01-20T01:45:00+01:00",  # 00:45 UTC
+            "2026-01-21",
+        ),
+        (
+            {"type": "string", "format": "date"},
+            pa.array([dt.date(2026, 1, 1), dt.date(2026, 1, 31), None]),
+            "2026-01-01",
+            "2026-01-31",
+        ),
+        ({"type": "string"}, pa.array(["a", "é", "b", None, "c"]), "a", "c"),
+    ],
+)
+def test_a_window_keeps_the_same_rows_of_an_arrow_batch_as_of_its_records(
+    schema: dict[str, Any], column: pa.Array, start: Any, end: Any
+) -> None:
+    keep = _window_filter(Stream("s", {"properties": {"cursor": schema}}), Window("cursor", start, end))
+    table = pa.table({"cursor": column, "n": range(len(column))})
+    kept = keep.table(table)
+    assert kept is not None  # computed in Arrow
+    assert records_of(kept) == [r for r in records_of(table) if keep(r)]
+    assert 0 < kept.num_rows < table.num_rows
+
+
+def test_a_window_arrow_cannot_compare_exactly_is_left_to_the_records() -> None:
+    keep = _window_filter(Stream("s", {"properties": {"cursor": {"type": "number"}}}), Window("cursor", 1, 5))
+    assert keep.table(pa.table({"cursor": ["2", "7"]})) is None  # text read as numbers, one by one
+    assert keep.table(pa.table({"other": [1]})).num_rows == 0  # no record holds the cursor
