@@ -257,20 +257,21 @@ def redact(spec: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]
     return _redact(spec, copy.deepcopy(dict(config)))
 
 
-def _properties(schema: Mapping[str, Any]) -> dict[str, list[Mapping[str, Any]]]:
+def properties_of(schema: Mapping[str, Any]) -> dict[str, list[Mapping[str, Any]]]:
+    """Each property a JSON Schema object may hold, with every subschema (across oneOf/anyOf/allOf)."""
     found: dict[str, list[Mapping[str, Any]]] = {}
     for name, sub in schema.get("properties", {}).items():
         found.setdefault(name, []).append(sub)
     for keyword in ("oneOf", "anyOf", "allOf"):
         for variant in schema.get(keyword, []):
-            for name, subs in _properties(variant).items():
+            for name, subs in properties_of(variant).items():
                 found.setdefault(name, []).extend(subs)
     return found
 
 
 def _redact(schema: Mapping[str, Any], value: Any) -> Any:
     if isinstance(value, dict):
-        for name, subs in _properties(schema).items():
+        for name, subs in properties_of(schema).items():
             if name not in value:
                 continue
             if any(is_secret(sub) for sub in subs):

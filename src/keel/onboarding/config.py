@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from keel.connectors.protocol import REDACTED, Connector, is_secret
+from keel.connectors.protocol import REDACTED, Connector, is_secret, properties_of
 from keel.kernel.errors import InvalidInput
 
 
@@ -65,9 +65,7 @@ def _secret_slots(schema: Mapping[str, Any], value: Any, prefix: str) -> Iterato
     """``(path, parent, key)`` of every secret value present in ``value`` per ``schema``."""
     if not isinstance(value, dict):
         return
-    subs: dict[str, list[Mapping[str, Any]]] = {}
-    _collect(schema, subs)
-    for key, schemas in subs.items():
+    for key, schemas in properties_of(schema).items():
         if key not in value:
             continue
         path = f"{prefix}{key}"
@@ -76,14 +74,3 @@ def _secret_slots(schema: Mapping[str, Any], value: Any, prefix: str) -> Iterato
         else:
             for sub in schemas:
                 yield from _secret_slots(sub, value[key], f"{path}.")
-
-
-def _collect(schema: Mapping[str, Any], into: dict[str, list[Mapping[str, Any]]]) -> None:
-    for name, sub in schema.get("properties", {}).items():
-        into.setdefault(name, []).append(sub)
-    for keyword in ("oneOf", "anyOf", "allOf"):
-        for variant in schema.get(keyword, []):
-            _collect(variant, into)
-    for keyword in ("then", "else"):
-        if isinstance(schema.get(keyword), Mapping):
-            _collect(schema[keyword], into)
