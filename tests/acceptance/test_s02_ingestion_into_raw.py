@@ -266,3 +266,25 @@ def test_a_run_whose_worker_died_is_marked_interrupted_and_the_next_run_resumes(
     assert [e["payload"]["run_id"] for e in world.events("ingestion.interrupted")] == [
         "RUN-20260101-STALE001"
     ]
+
+
+def test_a_replay_refused_for_one_stream_leaves_no_run_running(world, erp):
+    window = {"cursor_field": "updated_at", "start": "2026-01-01", "end": "2026-01-20"}
+
+    answer = _runs(world, erp, kind="replay", window=window)  # every stream; customers is read in full
+
+    assert answer.status_code == 422
+    runs = world.rows(sa.select(ingestion_runs.c.stream, ingestion_runs.c.status))
+    assert runs and all(r.status != "RUNNING" for r in runs)
+
+
+def test_providers_see_that_a_checkpoint_exists_not_its_values(world, erp):
+    _runs(world, erp)
+    path = f"{api(world.tenants['acme'])}/sources/{erp['source_id']}/raw"
+
+    for who in ("PA", "AU", "SRE"):
+        status = world.get(who, path).json()
+        assert status["checkpoints"]["invoices"] == {"committed": True}, who
+        assert all(c in (None, {"committed": True}) for c in status["checkpoints"].values()), who
+        assert all("state" not in b for b in status["recent_batches"])
+    assert "cursor" in world.get("acme:DE", path).json()["checkpoints"]["invoices"]

@@ -203,3 +203,27 @@ def _metric(world, name: str) -> float:
     found = re.search(rf"^keel_{name} (\S+)$", world.client.get("/metrics").text, re.M)
     assert found, f"metric {name} is not exposed"
     return float(found.group(1))
+
+
+def test_a_failed_validation_withdraws_the_earlier_one_and_preflight_waits_for_a_passing_one(world):
+    with serve_crm() as crm:
+        gateway = FlakyGateway(crm)
+        try:
+            auth = {"type": "bearer", "token": crm.api_key}
+            config = {"base_url": gateway.url, "auth": auth, "max_retries": 0}
+            cid = active_connector(world, "acme", "crm-http", "CRM", config)["connector_id"]
+            body = {"name": "CRM", "streams": ["accounts"], "justification": "pipeline", "connector_id": cid}
+            sid = step(world, "acme:DE", "acme", "/sources", body)["source_id"]
+            step(world, "PA", "acme", f"/sources/{sid}/registration")
+            gateway.down()
+            failed = step(world, "SA", "acme", f"/sources/{sid}/validation")
+            gateway.up()
+
+            refused = world.post("PA", f"{api(world.tenants['acme'])}/sources/{sid}/preflight")
+            again = step(world, "SA", "acme", f"/sources/{sid}/validation")
+        finally:
+            gateway.stop()
+
+    assert failed["status"] == "FAILED" and failed["validated_by"] is None
+    assert refused.status_code == 409 and "Security Admin" in refused.json()["detail"]
+    assert again["status"] == "VALIDATED" and again["validated_by"] == world.actors["SA"].user_id

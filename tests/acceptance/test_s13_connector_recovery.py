@@ -17,8 +17,9 @@ import time
 import duckdb
 import pytest
 import sqlalchemy as sa
-from tests.support_onboarding import FlakyGateway, active_connector, api, ready_source, step
+from tests.support_onboarding import FlakyGateway, active_connector, api, configure, ready_source, step
 
+from keel.onboarding import recovery
 from keel.onboarding.monitor import HealthMonitor
 from keel.samples.crm import serve_crm
 from keel.store.tables import incidents, notifications, receipts, users
@@ -221,6 +222,8 @@ def test_consecutive_failed_health_checks_open_the_circuit_breaker(world, source
     for _ in range(world.keel.settings.breaker_failure_threshold):
         last = step(world, "SRE", "acme", f"/connectors/{source['connector_id']}/health-checks")
     assert last["breaker"]["state"] == "open"
+    [incident] = world.rows(sa.select(incidents))  # one incident and alert per outage, not per check
+    assert len(world.events("alert.fired")) == 1 and last["incident_id"] == incident.id
     gateway.up()
 
     refused = world.post(
@@ -233,6 +236,7 @@ def test_consecutive_failed_health_checks_open_the_circuit_breaker(world, source
         "failures": 0,
         "opened_at": None,
     }
+    assert world.scalar(sa.select(incidents.c.status)) == "RESOLVED"  # healthy again: the outage is over
     assert _run(world, source)[0]["status"] == "SUCCEEDED"
 
 
@@ -275,3 +279,38 @@ def test_credentials_revoked_at_the_source_hand_the_connector_over_without_retry
     # Recovery cannot succeed while the source refuses the key: the tenant configures a new one.
     recovery = step(world, "PA", "acme", f"/connectors/{source['connector_id']}/recovery")
     assert recovery["status"] == "FAILED" and recovery["recovery"]["status"] == "failed"
+
+
+# Only the Platform Admin's recovery brings back a connector that failed while ingesting ---------
+def _failed_by_ingestion(world, source, gateway) -> None:
+    gateway.down()
+    _run(world, source)
+    assert _connector(world, source)["status"] == "FAILED"
+    gateway.up()
+
+
+@pytest.mark.parametrize(("who", "path"), [("SA", "secret-validation"), ("PA", "preflight")])
+def test_checks_cannot_reactivate_a_connector_that_failed_while_ingesting(world, source, gateway, who, path):
+    _failed_by_ingestion(world, source, gateway)
+
+    answer = world.post(who, f"{api(world.tenants['acme'])}/connectors/{source['connector_id']}/{path}")
+
+    assert answer.status_code == 409 and "recovers it" in answer.json()["detail"]
+    assert _connector(world, source)["status"] == "FAILED"
+    assert world.scalar(sa.select(incidents.c.status)) == "OPEN"
+
+
+def test_a_recovery_does_not_activate_a_configuration_changed_meanwhile(world, source, gateway, monkeypatch):
+    _failed_by_ingestion(world, source, gateway)
+    real = recovery._ready_sources
+
+    def reconfigured_during_recovery(keel, tenant_id, connector_id):  # the DE acts while recovery runs
+        config = {"base_url": gateway.url, "auth": {"type": "bearer", "token": "new-unvalidated-key"}}
+        assert configure(world, "acme", connector_id, config).status_code == 200
+        return real(keel, tenant_id, connector_id)
+
+    monkeypatch.setattr(recovery, "_ready_sources", reconfigured_during_recovery)
+    answer = step(world, "PA", "acme", f"/connectors/{source['connector_id']}/recovery")
+
+    assert answer["recovery"]["status"] == "failed"
+    assert answer["status"] == "CONFIGURED" and answer["config_version"] == 2  # its own checks come next

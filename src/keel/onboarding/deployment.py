@@ -106,6 +106,7 @@ def upgrade(keel, actor: Actor, tenant_id: str, connector_id: str, *, template: 
     with keel.uow() as uow:
         keel.authorize(uow, actor, "connector:Deploy", resource(tenant_id, connector_id))
         row = load(uow.conn, tenant_id, connector_id, lock=True)
+        require_active_tenant(uow.conn, tenant_id)
         current = templates.load(uow.conn, row.template_id)
         tpl = templates.resolve(uow.conn, template)
         if tpl.name != current.name:
@@ -190,6 +191,8 @@ def validate_secrets(keel, actor: Actor, tenant_id: str, connector_id: str) -> d
     with keel.uow() as uow:
         keel.authorize(uow, actor, "connector:Validate", resource(tenant_id, connector_id))
         row = load(uow.conn, tenant_id, connector_id, lock=True)
+        require_active_tenant(uow.conn, tenant_id)
+        require_checkable(row)
         if row.status == "DEPLOYED":
             raise Conflict(f"connector '{row.name}' has no configuration to validate yet")
         problems = secret_problems(keel, uow.conn, row)
@@ -213,7 +216,8 @@ def validate_secrets(keel, actor: Actor, tenant_id: str, connector_id: str) -> d
             )
             activate_if_ready(uow, load(uow.conn, tenant_id, connector_id))
         else:
-            error = {"failure": "secrets", "message": "; ".join(problems), "at": now.isoformat()}
+            message = "; ".join(problems)
+            error = {"failure": "secrets", "message": message, "at": now.isoformat(), "stage": "checks"}
             uow.conn.execute(
                 connectors.update()
                 .where(connectors.c.id == row.id)
@@ -253,11 +257,26 @@ def secret_problems(keel, conn: Connection, row) -> list[str]:
     return problems
 
 
+def failed_at(row) -> str | None:
+    """Which step left a FAILED connector so: ``checks`` (SA validation, preflight) or ``ingestion``."""
+    return (row.last_error or {}).get("stage") if row.status == "FAILED" else None
+
+
+def require_checkable(row) -> None:
+    """A connector that failed while ingesting leaves FAILED only through the PA's recovery (13)."""
+    if failed_at(row) == "ingestion":
+        raise Conflict(
+            f"connector '{row.name}' failed while ingesting: a Platform Admin recovers it, "
+            "or its Data Engineer configures it anew",
+            connector_id=row.id,
+        )
+
+
 def activate_if_ready(uow, row) -> bool:
     """ACTIVE once the SA validation and a passed preflight both cover the current config."""
     preflight = row.preflight or {}
     ready = (
-        row.status in ("CONFIGURED", "FAILED")
+        (row.status == "CONFIGURED" or (row.status == "FAILED" and failed_at(row) == "checks"))
         and row.secrets_validated_by is not None
         and preflight.get("passed") is True
         and preflight.get("config_version") == row.config_version
@@ -357,7 +376,14 @@ def instance(keel, row) -> Connector:
 
 
 def runtime_config(keel, conn: Connection, row) -> dict:
-    return cfg.effective_config(conn, keel.keyring, row.tenant_id, row.config, row.secret_refs)
+    """The configuration with its credentials; a credential that cannot be read is a clear conflict."""
+    try:
+        return cfg.effective_config(conn, keel.keyring, row.tenant_id, row.config, row.secret_refs)
+    except Exception:  # missing, or a ciphertext that no longer verifies: never a 500, never the name
+        raise Conflict(
+            f"a credential of connector '{row.name}' cannot be read: its Security Admin validates it again",
+            connector_id=row.id,
+        ) from None
 
 
 def view(row) -> dict:

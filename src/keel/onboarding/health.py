@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import sqlalchemy as sa
+
 from keel.evidence import receipts
 from keel.identity.actor import Actor
 from keel.kernel.clock import utcnow
@@ -44,8 +46,16 @@ def check(keel, actor: Actor, tenant_id: str, connector_id: str) -> dict:
         uow.conn.execute(
             connectors.update().where(connectors.c.id == row.id).values(breaker=state, updated_at=now)
         )
-        incident_id = None
-        if not result.ok:
+        incident_id = _open_health_incident(uow.conn, row)
+        if result.ok and incident_id is not None:  # healthy again: the health incident is over
+            uow.conn.execute(
+                incidents.update().where(incidents.c.id == incident_id).values(status="RESOLVED")
+            )
+            uow.record(
+                "incident.resolved", actor_id=actor.user_id, tenant_id=tenant_id, incident_id=incident_id
+            )
+            incident_id = None
+        elif not result.ok and incident_id is None:  # one incident (and alert) per outage, not per check
             metrics.record(uow.conn, "connector_failure_count", 1, tenant_id)
             incident_id = open_incident(
                 uow,
@@ -83,6 +93,18 @@ def check(keel, actor: Actor, tenant_id: str, connector_id: str) -> dict:
         }
 
 
+def _open_health_incident(conn, row) -> str | None:
+    """The OPEN health incident of this connector, if its outage is already known."""
+    found = conn.execute(
+        sa.select(incidents.c.id, incidents.c.details).where(
+            incidents.c.tenant_id == row.tenant_id,
+            incidents.c.kind == "connector_health",
+            incidents.c.status == "OPEN",
+        )
+    ).all()
+    return next((i.id for i in found if (i.details or {}).get("connector_id") == row.id), None)
+
+
 def retried_and_recovered(uow, actor: Actor, row, *, failure: str, retries: int, started: datetime) -> str:
     """A run that failed and then succeeded on retry: evidence both halves and issue a receipt."""
     now = utcnow()
@@ -115,13 +137,14 @@ def retries_exhausted(uow, actor: Actor, row, *, failure: str, message: str, ret
         tenant_id=row.tenant_id,
     )
     error = {
+        "stage": "ingestion",
         "failure": failure,
         "message": message,
         "retries": retries,
         "at": now.isoformat(),
         "incident_id": incident_id,
     }
-    state = breaker.opened(now)
+    state = breaker.opened(now, int(row.breaker.get("failures", 0)) + 1)
     uow.conn.execute(
         connectors.update()
         .where(connectors.c.id == row.id)

@@ -100,9 +100,9 @@ def _plan(keel, actor, tenant_id, source_id, kind, stream, window, rerun_of):
         if stream is not None and stream not in source.streams:
             raise InvalidInput("stream", f"'{stream}' is not a stream of source '{source.name}'")
         checked = _check_window(keel, kind, window)
+        config = deployment.runtime_config(keel, uow.conn, connector)  # before any run is claimed
         run_ids = tuple(claim_run(keel, uow, actor, source, s, kind, checked) for s in streams)
         uow.commit()
-        config = deployment.runtime_config(keel, uow.conn, connector)
     plan = Plan(tenant_id, source.id, source.key, connector.id, streams, kind, checked, run_ids)
     return plan, connector, config
 
@@ -120,12 +120,13 @@ def execute(
     )
     started = utcnow()
     outcomes = []
+    stopped: Exception | None = None
     for stream, run_id in zip(plan.streams, plan.run_ids, strict=True):
         try:
             result = _sync(keel, plan, connector, config, stream, run_id, raw, retry)
-        except KeelError:  # refused arguments (a window the stream cannot take): nothing was read
-            _abandon(keel, plan.run_ids[len(outcomes) :])
-            raise
+        except Exception as exc:  # refused arguments (a window the stream cannot take), or a bug
+            stopped = exc
+            break
         outcomes.append((stream, run_id, result))
         if _connector_broken(result):
             break  # later streams wait for the connector's recovery; bad data fails only its own run
@@ -133,17 +134,15 @@ def execute(
         row = deployment.load(uow.conn, plan.tenant_id, plan.connector_id, lock=True)
         for stream, run_id, result in outcomes:
             _finish(uow, actor, plan, stream, run_id, result)
-        for run_id in plan.run_ids[len(outcomes) :]:
-            _close(
-                uow.conn,
-                run_id,
-                "SKIPPED",
-                error={"failure": "skipped", "message": "an earlier stream failed"},
-            )
+        status, error = _not_run(stopped)
+        for run_id in plan.run_ids[len(outcomes) :]:  # never left RUNNING
+            _close(uow.conn, run_id, status, error=error)
         results = [r for _, _, r in outcomes]
         broken = next((r for r in results if _connector_broken(r)), None)
         retries = sum(r.attempts - 1 for r in results)
-        if broken is not None and not recovery:
+        # A connector reconfigured while this ran is judged by its new checks, not by this run.
+        unchanged = (row.status, row.config_version) == (connector_row.status, connector_row.config_version)
+        if broken is not None and not recovery and unchanged:
             health.retries_exhausted(
                 uow,
                 actor,
@@ -152,14 +151,16 @@ def execute(
                 message=broken.error,
                 retries=retries,
             )
-        elif broken is None and retries and not recovery:
+        elif broken is None and retries and not recovery and unchanged:
             failure = next((r.first_failure for r in results if r.first_failure), "unreachable")
             health.retried_and_recovered(uow, actor, row, failure=failure, retries=retries, started=started)
-        if broken is None and row.breaker.get("state") != "closed":
+        if broken is None and unchanged and row.breaker != breaker.CLOSED_BREAKER:
             uow.conn.execute(
                 connectors.update().where(connectors.c.id == row.id).values(breaker=breaker.succeeded())
             )
         uow.commit()
+        if stopped is not None:
+            raise stopped
         return [run_view(load(uow.conn, plan.tenant_id, run_id)) for run_id in plan.run_ids]
 
 
@@ -189,17 +190,13 @@ def _sync(keel, plan: Plan, connector, config: dict, stream: str, run_id: str, r
     )
 
 
-def _abandon(keel, run_ids) -> None:
-    """Runs refused before reading (a window the stream cannot take) are closed, never left RUNNING."""
-    with keel.uow() as uow:
-        for run_id in run_ids:
-            _close(
-                uow.conn,
-                run_id,
-                "FAILED",
-                error={"failure": "invalid_input", "message": "refused before reading"},
-            )
-        uow.commit()
+def _not_run(stopped: Exception | None) -> tuple[str, dict]:
+    """Status and error of a planned run that never read: why, in a word and a sentence."""
+    if stopped is None:
+        return "SKIPPED", {"failure": "skipped", "message": "an earlier stream failed"}
+    if isinstance(stopped, KeelError):
+        return "FAILED", {"failure": "invalid_input", "message": stopped.detail}
+    return "FAILED", {"failure": "internal_error", "message": type(stopped).__name__}
 
 
 def _finish(uow, actor: Actor, plan: Plan, stream: str, run_id: str, result) -> None:
@@ -427,11 +424,17 @@ def raw_status(keel, actor: Actor, tenant_id: str, source_id: str) -> dict:
         source = sources.load(uow.conn, tenant_id, source_id)
     raw = RawStore(keel.dataplanes.database_path(tenant_id))
     batches = raw.batches(source_id, limit=20)
+    states = {stream: raw.last_state(source_id, stream) for stream in source.streams}
+    if actor.is_provider:  # a checkpoint holds values of tenant records (a cursor, a key): not for providers
+        states = {stream: None if state is None else {"committed": True} for stream, state in states.items()}
     return {
         "source_id": source.id,
         "tables": [{**t, "created_at": _iso(t["created_at"])} for t in raw.tables(source_id)],
-        "checkpoints": {stream: raw.last_state(source_id, stream) for stream in source.streams},
-        "recent_batches": [{**b, "committed_at": _iso(b["committed_at"])} for b in batches],
+        "checkpoints": states,
+        "recent_batches": [
+            {**{k: v for k, v in b.items() if k != "state"}, "committed_at": _iso(b["committed_at"])}
+            for b in batches
+        ],
     }
 
 

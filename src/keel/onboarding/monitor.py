@@ -36,6 +36,8 @@ def check_all(keel) -> list[dict]:
             results.append(health.check(keel, SYSTEM, tenant_id, connector_id))
         except KeelError as exc:
             log.warning("health check of connector %s skipped: %s", connector_id, exc.detail)
+        except Exception:  # one connector's bug must not stop the round for the others
+            log.exception("health check of connector %s failed", connector_id)
     return results
 
 

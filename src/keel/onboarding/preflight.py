@@ -29,6 +29,8 @@ def run(keel, actor: Actor, tenant_id: str, connector_id: str) -> dict:
     with keel.uow() as uow:
         keel.authorize(uow, actor, "connector:Preflight", deployment.resource(tenant_id, connector_id))
         row = deployment.load(uow.conn, tenant_id, connector_id)
+        deployment.require_active_tenant(uow.conn, tenant_id)
+        deployment.require_checkable(row)
         if row.status == "DEPLOYED":
             raise Conflict(
                 f"connector '{row.name}' has no configuration yet: its Data Engineer configures it first"
@@ -78,7 +80,7 @@ def run(keel, actor: Actor, tenant_id: str, connector_id: str) -> dict:
 
 
 def failure_record(report: ProbeReport, at) -> dict:
-    return {"failure": report.failure, "message": report.message, "at": at.isoformat()}
+    return {"failure": report.failure, "message": report.message, "at": at.isoformat(), "stage": "checks"}
 
 
 def record_failure(

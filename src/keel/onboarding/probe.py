@@ -59,6 +59,14 @@ def probe(
     test_records: int = 0,
 ) -> ProbeReport:
     report = ProbeReport()
+    try:
+        return _probe(report, connector, config, streams, expected, test_records)
+    except Exception as exc:  # a connector's own bug must read as a failed check, never a 500
+        log.exception("connector %s raised during preflight", connector.name)
+        return _fail(report, "connector_error", f"the connector failed unexpectedly ({type(exc).__name__})")
+
+
+def _probe(report, connector, config, streams, expected, test_records) -> ProbeReport:
     checked = connector.check(config)
     report.latency_ms = checked.latency_ms
     if not checked.ok:

@@ -38,7 +38,11 @@ def recover(keel, actor: Actor, tenant_id: str, connector_id: str) -> dict:
         )
     ok = checked.ok and all(r["status"] == "SUCCEEDED" for r in runs)
     with keel.uow() as uow:
+        started = row
         row = deployment.load(uow.conn, tenant_id, connector_id, lock=True)
+        if (row.status, row.config_version) != (started.status, started.config_version):
+            # Reconfigured meanwhile: the new configuration goes through its own checks, not this recovery.
+            ok, message = False, "the connector's configuration changed during recovery"
         outcome = health.finish_recovery(
             uow, actor, row, ok=ok, message=message, runs=[r["run_id"] for r in runs]
         )

@@ -141,6 +141,7 @@ def validate(
     with keel.uow() as uow:
         keel.authorize(uow, actor, "source:Validate", resource(tenant_id, source_id))
         row = load(uow.conn, tenant_id, source_id)
+        deployment.require_active_tenant(uow.conn, tenant_id)
         _require(row, "REGISTERED", "FAILED")
         if not compliant:
             if not reason.strip():
@@ -178,7 +179,14 @@ def validate(
         else:
             if report is None:
                 report = ProbeReport(failure="secrets", message="; ".join(problems))
-            _update(uow.conn, row, status="FAILED", last_error=preflight.failure_record(report, now))
+            # A failed validation withdraws any earlier one: preflight needs a passing one.
+            _update(
+                uow.conn,
+                row,
+                status="FAILED",
+                validated_by=None,
+                last_error=preflight.failure_record(report, now),
+            )
             preflight.record_failure(
                 uow, actor, tenant_id, report, subject={"source_id": row.id}, event="source.validation.failed"
             )
@@ -201,7 +209,10 @@ def _probe_step(keel, actor: Actor, tenant_id: str, source_id: str, *, step: str
     with keel.uow() as uow:
         keel.authorize(uow, actor, "connector:Preflight", resource(tenant_id, source_id))
         row = load(uow.conn, tenant_id, source_id)
+        deployment.require_active_tenant(uow.conn, tenant_id)
         _require(row, *allowed)
+        if row.validated_by is None:
+            raise Conflict(f"source '{row.name}' has no passing validation by a Security Admin yet")
         if step == "handshake" and row.status == "FAILED" and not (row.preflight or {}).get("onboarded"):
             raise Conflict(f"source '{row.name}' has not passed its preflight yet: run preflight first")
         connector = deployment.load(uow.conn, tenant_id, row.connector_id)
@@ -233,7 +244,8 @@ def _probe_step(keel, actor: Actor, tenant_id: str, source_id: str, *, step: str
             "at": now.isoformat(),
             "onboarded": step == "handshake" or report.passed,
         }
-        metrics.record(uow.conn, "connection_test_latency", report.latency_ms, tenant_id, source=row.id)
+        if not problems:  # the source was asked: a latency was measured
+            metrics.record(uow.conn, "connection_test_latency", report.latency_ms, tenant_id, source=row.id)
         if step == "preflight":
             _finish_preflight(uow, actor, row, connector, report, result, now)
         else:
