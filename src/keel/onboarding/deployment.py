@@ -32,9 +32,9 @@ from keel.onboarding import config as cfg
 from keel.onboarding import templates
 from keel.onboarding.breaker import CLOSED_BREAKER
 from keel.store.tables import connector_versions, connectors
-from keel.tenants.service import _load as load_tenant
+from keel.tenants.service import load_tenant
 
-NAME_MAX = 80
+NAME_MAX = 80  # connector and source names
 
 
 def require_active_tenant(conn: Connection, tenant_id: str) -> None:

@@ -32,7 +32,7 @@ from keel.onboarding import deployment, preflight
 from keel.onboarding.probe import ProbeReport, probe
 from keel.onboarding.schema_check import check_expected
 from keel.store.tables import sources
-from keel.tenants.service import _load as load_tenant
+from keel.tenants.service import load_tenant
 
 TEST_RECORDS = 5
 _KEY = re.compile(r"[^a-z0-9]+")
@@ -56,8 +56,8 @@ def request(
     with keel.uow() as uow:
         keel.authorize(uow, actor, "source:Request", resource(tenant_id, "new"))
         deployment.require_active_tenant(uow.conn, tenant_id)
-        if not isinstance(name, str) or not name.strip() or len(name) > 80:
-            raise InvalidInput("name", "must be 1 to 80 characters")
+        if not isinstance(name, str) or not name.strip() or len(name) > deployment.NAME_MAX:
+            raise InvalidInput("name", f"must be 1 to {deployment.NAME_MAX} characters")
         key = _KEY.sub("_", name.lower()).strip("_")[:63]
         if not key or not key[0].isalpha():
             raise InvalidInput("name", "must start with a letter")

@@ -25,11 +25,11 @@ from keel.observability import metrics
 from keel.store.tables import archives, connectors, requests, sources, tenants
 from keel.tenants.service import (
     _alert_if_storage_remains,
-    _load,
     _open_incident,
     _platform,
     get_request,
     get_tenant,
+    load_tenant,
 )
 
 
@@ -38,7 +38,7 @@ def request_offboarding(keel, actor: Actor, tenant_id: str, reason: str) -> dict
         raise InvalidInput("reason", "an offboarding request needs a reason")
     with keel.uow() as uow:
         keel.authorize(uow, actor, "tenant:RequestOffboarding", _platform(tenant_id))
-        row = _load(uow.conn, tenant_id)
+        row = load_tenant(uow.conn, tenant_id)
         if row.status != "ACTIVE":
             raise Conflict(f"tenant is {row.status}, expected ACTIVE", tenant_id=tenant_id)
         request_id = new_id("OFF")
@@ -99,7 +99,7 @@ def archive_evidence(keel, actor: Actor, tenant_id: str) -> dict:
     """CO archives the ledger (offline-verifiable export) for the tenant, with the file's hash."""
     with keel.uow() as uow:
         keel.authorize(uow, actor, "tenant:ArchiveEvidence", _platform(tenant_id))
-        _load(uow.conn, tenant_id)
+        load_tenant(uow.conn, tenant_id)
         archive_id = new_id("ARC")
         doc = keel.ledger.export(uow.conn, tenant_id=tenant_id, public_pem=keel.public_key_pem(uow.conn))
         directory = keel.settings.home / "archives" / tenant_id
@@ -169,7 +169,7 @@ def decommission_tenant(keel, actor: Actor, tenant_id: str, request_id: str) -> 
     """
     with keel.uow() as uow:
         keel.authorize(uow, actor, "tenant:Decommission", _platform(tenant_id))
-        row = _load(uow.conn, tenant_id)
+        row = load_tenant(uow.conn, tenant_id)
         request = uow.conn.execute(
             sa.select(requests).where(requests.c.id == request_id, requests.c.kind == "offboarding")
         ).first()
@@ -268,7 +268,7 @@ def confirm_wipe(keel, actor: Actor, tenant_id: str) -> dict:
     """SA confirms the wipe: storage gone, key destroyed, no ciphertext decrypts."""
     with keel.uow() as uow:
         keel.authorize(uow, actor, "tenant:ValidateWipe", _platform(tenant_id))
-        row = _load(uow.conn, tenant_id)
+        row = load_tenant(uow.conn, tenant_id)
         if row.status != "DECOMMISSIONED":
             raise Conflict(f"tenant is {row.status}, expected DECOMMISSIONED", tenant_id=tenant_id)
         proof = keel.keyring.prove_shredded(uow.conn, tenant_id)

@@ -23,7 +23,7 @@ from keel.kernel.clock import utcnow
 from keel.kernel.errors import Blocked, Conflict, InvalidInput
 from keel.observability.incidents import open_incident
 from keel.store.tables import archives, tenants
-from keel.tenants.service import _load, _platform, get_tenant
+from keel.tenants.service import _platform, get_tenant, load_tenant
 
 REVIEWED_RECEIPTS = ("tenant.provisioning", "tenant.infrastructure")
 DECOMMISSION_EVENTS = ("tenant.decommissioned", "data.wiped", "evidence.archived", "tenant.wipe.validated")
@@ -40,7 +40,7 @@ def review_compliance(keel, actor: Actor, tenant_id: str, *, approve: bool, find
         raise InvalidInput("findings", "a failed review names at least one finding")
     with keel.uow() as uow:
         keel.authorize(uow, actor, "tenant:ReviewCompliance", _platform(tenant_id))
-        row = _load(uow.conn, tenant_id)
+        row = load_tenant(uow.conn, tenant_id)
         if row.status not in ("ACTIVE", "BLOCKED"):
             raise Conflict(f"tenant is {row.status}, expected ACTIVE or BLOCKED", tenant_id=tenant_id)
         reviewed = [receipts.latest(uow.conn, kind, tenant_id) for kind in REVIEWED_RECEIPTS]
@@ -83,7 +83,7 @@ def audit_decommissioning(keel, actor: Actor, tenant_id: str) -> dict:
     """AU checks policy adherence of a finished decommissioning; a breach opens an incident."""
     with keel.uow() as uow:
         keel.authorize(uow, actor, "tenant:AuditDecommissioning", _platform(tenant_id))
-        row = _load(uow.conn, tenant_id)
+        row = load_tenant(uow.conn, tenant_id)
         if row.status != "DECOMMISSIONED":
             raise Conflict(f"tenant is {row.status}, expected DECOMMISSIONED", tenant_id=tenant_id)
         checks, findings = _adherence(keel, uow.conn, tenant_id)

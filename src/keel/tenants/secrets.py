@@ -6,13 +6,13 @@ from keel.authz.engine import Resource
 from keel.identity.actor import Actor
 from keel.kernel.clock import as_utc
 from keel.kernel.errors import Conflict
-from keel.tenants.service import _load
+from keel.tenants.service import load_tenant
 
 
 def put_secret(keel, actor: Actor, tenant_id: str, name: str, value: str) -> dict:
     with keel.uow() as uow:
         keel.authorize(uow, actor, "connector:SetCredentials", Resource("secret", name, tenant=tenant_id))
-        if _load(uow.conn, tenant_id).status != "ACTIVE":
+        if load_tenant(uow.conn, tenant_id).status != "ACTIVE":
             raise Conflict("secrets can be stored only for an ACTIVE tenant", tenant_id=tenant_id)
         meta = keel.keyring.put_secret(uow.conn, tenant_id, name, value, actor.user_id)
         uow.record(
@@ -25,6 +25,6 @@ def put_secret(keel, actor: Actor, tenant_id: str, name: str, value: str) -> dic
 def list_secrets(keel, actor: Actor, tenant_id: str) -> list[dict]:
     with keel.uow() as uow:
         keel.authorize(uow, actor, "connector:Read", Resource("secret", "*", tenant=tenant_id))
-        _load(uow.conn, tenant_id)
+        load_tenant(uow.conn, tenant_id)
         rows = keel.keyring.list_secrets(uow.conn, tenant_id)
     return [{**r, "created_at": as_utc(r["created_at"]).isoformat()} for r in rows]

@@ -207,7 +207,7 @@ def validate_tenant(keel, actor: Actor, tenant_id: str) -> dict:
     """SA validation. Pass: tenant ACTIVE, receipts, TA invitation issued. Fail: everything torn down."""
     with keel.uow() as uow:
         keel.authorize(uow, actor, "tenant:Validate", _platform(tenant_id))
-        row = _load(uow.conn, tenant_id)
+        row = load_tenant(uow.conn, tenant_id)
         if row.status != "PROVISIONED":
             raise Conflict(f"tenant is {row.status}, expected PROVISIONED", tenant_id=tenant_id)
         checks = isolation_checks(keel, uow.conn, tenant_id)
@@ -338,7 +338,7 @@ def _open_incident(
 
 
 # Reading ------------------------------------------------------------------------------------
-def _load(conn, tenant_id: str):
+def load_tenant(conn, tenant_id: str):
     row = conn.execute(sa.select(tenants).where(tenants.c.id == tenant_id)).first()
     if row is None:
         raise NotFound("tenant", tenant_id)
@@ -368,7 +368,7 @@ def get_tenant(keel, actor: Actor, tenant_id: str) -> dict:
             # Same answer whether or not the tenant exists: never leak another tenant's existence.
             keel.authorize(uow, actor, "tenant:Read", Resource("tenant", tenant_id, tenant=tenant_id))
         keel.authorize(uow, actor, "tenant:Read", Resource("tenant", tenant_id, tenant=actor.tenant_id or ""))
-        view = tenant_view(uow.conn, _load(uow.conn, tenant_id))
+        view = tenant_view(uow.conn, load_tenant(uow.conn, tenant_id))
         view["receipts"] = receipts.bodies(uow.conn, tenant_id)
         return view
 
