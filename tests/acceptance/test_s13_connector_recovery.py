@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import timedelta
 
 import duckdb
 import pytest
 import sqlalchemy as sa
 from tests.support_onboarding import FlakyGateway, active_connector, api, configure, ready_source, step
 
+from keel.kernel.clock import set_clock, utcnow
 from keel.onboarding import recovery
 from keel.onboarding.monitor import HealthMonitor
 from keel.samples.crm import serve_crm
@@ -314,3 +316,19 @@ def test_a_recovery_does_not_activate_a_configuration_changed_meanwhile(world, s
 
     assert answer["recovery"]["status"] == "failed"
     assert answer["status"] == "CONFIGURED" and answer["config_version"] == 2  # its own checks come next
+
+
+def test_after_the_cool_down_one_trial_run_goes_through_and_closes_the_breaker(world, source, gateway):
+    gateway.down()
+    for _ in range(world.keel.settings.breaker_failure_threshold):
+        step(world, "SRE", "acme", f"/connectors/{source['connector_id']}/health-checks")
+    gateway.up()
+    cooled = utcnow() + timedelta(seconds=world.keel.settings.breaker_cooldown_seconds + 1)
+    set_clock(lambda: cooled)
+    try:
+        [trial] = _run(world, source)
+    finally:
+        set_clock(None)
+
+    assert trial["status"] == "SUCCEEDED"
+    assert _connector(world, source)["breaker"] == {"state": "closed", "failures": 0, "opened_at": None}

@@ -94,6 +94,12 @@ def _plan(keel, actor, tenant_id, source_id, kind, stream, window, rerun_of):
         refused = breaker.refusal(connector.breaker, utcnow(), keel.settings)
         if refused:
             raise Blocked(refused, connector_id=connector.id)
+        if connector.breaker.get("state") in ("open", "half_open"):  # cooled down: this run is the trial
+            uow.conn.execute(
+                connectors.update()
+                .where(connectors.c.id == connector.id)
+                .values(breaker=breaker.trial(connector.breaker, utcnow()))
+            )
         if kind == "rerun":
             stream = _failed_run(uow.conn, tenant_id, source_id, rerun_of)
         streams = (stream,) if stream else tuple(source.streams)
