@@ -31,6 +31,7 @@ from keel.observability import metrics
 from keel.onboarding import config as cfg
 from keel.onboarding import templates
 from keel.onboarding.breaker import CLOSED_BREAKER
+from keel.onboarding.paging import keyset
 from keel.store.tables import connector_versions, connectors
 from keel.tenants.service import load_tenant
 
@@ -329,14 +330,7 @@ def list_for_tenant(keel, actor: Actor, tenant_id: str, *, after: str | None, li
     with keel.uow() as uow:
         keel.authorize(uow, actor, "connector:Read", resource(tenant_id, "*"))
         load_tenant(uow.conn, tenant_id)
-        query = (
-            sa.select(connectors)
-            .where(connectors.c.tenant_id == tenant_id)
-            .order_by(connectors.c.id)
-            .limit(limit)
-        )
-        if after:
-            query = query.where(connectors.c.id > after)
+        query = keyset(connectors, connectors.c.tenant_id == tenant_id, after=after, limit=limit)
         return [view(r) for r in uow.conn.execute(query)]
 
 

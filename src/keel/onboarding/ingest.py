@@ -32,6 +32,7 @@ from keel.kernel.errors import Blocked, Conflict, InvalidInput, KeelError, NotFo
 from keel.kernel.ids import new_id
 from keel.observability import metrics
 from keel.onboarding import breaker, deployment, health, sources
+from keel.onboarding.paging import keyset
 from keel.store.tables import connectors, ingestion_runs
 
 ACTIONS = {
@@ -371,16 +372,10 @@ def _close(conn: Connection, run_id: str, status: str, *, error: dict) -> None:
 def list_runs(keel, actor: Actor, tenant_id: str, *, source_id: str | None, after: str | None, limit: int):
     with keel.uow() as uow:
         keel.authorize(uow, actor, "connector:Read", Resource("ingestion_run", "*", tenant=tenant_id))
-        query = (
-            sa.select(ingestion_runs)
-            .where(ingestion_runs.c.tenant_id == tenant_id)
-            .order_by(ingestion_runs.c.id)
-            .limit(limit)
-        )
+        where = [ingestion_runs.c.tenant_id == tenant_id]
         if source_id:
-            query = query.where(ingestion_runs.c.source_id == source_id)
-        if after:
-            query = query.where(ingestion_runs.c.id > after)
+            where.append(ingestion_runs.c.source_id == source_id)
+        query = keyset(ingestion_runs, *where, after=after, limit=limit)
         return [run_view(r) for r in uow.conn.execute(query)]
 
 

@@ -15,6 +15,7 @@ from keel.authz.engine import Resource
 from keel.identity.actor import Actor
 from keel.kernel.clock import as_utc, utcnow
 from keel.kernel.ids import new_id
+from keel.onboarding.paging import keyset
 from keel.store.tables import notifications, user_roles, users
 
 
@@ -50,14 +51,8 @@ def list_for_user(keel, actor: Actor, tenant_id: str, *, after: str | None, limi
     """The caller's own notifications in ``tenant_id``."""
     with keel.uow() as uow:
         keel.authorize(uow, actor, "connector:Read", Resource("notification", "*", tenant=tenant_id))
-        query = (
-            sa.select(notifications)
-            .where(notifications.c.tenant_id == tenant_id, notifications.c.recipient_id == actor.user_id)
-            .order_by(notifications.c.id)
-            .limit(limit)
-        )
-        if after:
-            query = query.where(notifications.c.id > after)
+        mine = (notifications.c.tenant_id == tenant_id, notifications.c.recipient_id == actor.user_id)
+        query = keyset(notifications, *mine, after=after, limit=limit)
         return [
             {
                 "notification_id": r.id,

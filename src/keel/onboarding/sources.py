@@ -29,6 +29,7 @@ from keel.kernel.errors import Conflict, InvalidInput, NotFound
 from keel.kernel.ids import new_id
 from keel.observability import metrics
 from keel.onboarding import deployment, preflight
+from keel.onboarding.paging import keyset
 from keel.onboarding.probe import ProbeReport, probe
 from keel.onboarding.schema_check import check_expected
 from keel.store.tables import sources
@@ -361,9 +362,7 @@ def list_for_tenant(keel, actor: Actor, tenant_id: str, *, after: str | None, li
     with keel.uow() as uow:
         keel.authorize(uow, actor, "connector:Read", resource(tenant_id, "*"))
         load_tenant(uow.conn, tenant_id)
-        query = sa.select(sources).where(sources.c.tenant_id == tenant_id).order_by(sources.c.id).limit(limit)
-        if after:
-            query = query.where(sources.c.id > after)
+        query = keyset(sources, sources.c.tenant_id == tenant_id, after=after, limit=limit)
         return [view(r) for r in uow.conn.execute(query)]
 
 

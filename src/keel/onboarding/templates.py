@@ -21,6 +21,7 @@ from keel.identity.actor import Actor
 from keel.kernel.clock import as_utc, utcnow
 from keel.kernel.errors import Conflict, InvalidInput, NotFound
 from keel.kernel.ids import new_id
+from keel.onboarding.paging import keyset
 from keel.samples.crm import CONNECTOR_STREAMS
 from keel.store.tables import connector_templates
 
@@ -116,10 +117,7 @@ def check_preset(connector: Connector, defaults: dict) -> None:
 def list_templates(keel, actor: Actor, *, after: str | None, limit: int) -> list[dict]:
     with keel.uow() as uow:
         keel.authorize(uow, actor, "connector:Read", Resource("connector_template", "*", tenant=""))
-        query = sa.select(connector_templates).order_by(connector_templates.c.id).limit(limit)
-        if after:
-            query = query.where(connector_templates.c.id > after)
-        return [view(r) for r in uow.conn.execute(query)]
+        return [view(r) for r in uow.conn.execute(keyset(connector_templates, after=after, limit=limit))]
 
 
 def get_template(keel, actor: Actor, template_id: str) -> dict:
