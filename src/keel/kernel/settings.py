@@ -93,6 +93,36 @@ class Settings(BaseSettings):
         le=65535,
     )
     seed_demo: bool = Field(True, description="`keel serve` seeds the demo tenant on first start.")
+    contract_templates_dir: Path | None = Field(
+        None,
+        description="A directory of the platform's own contract templates (raw-*, gdp-*, kpi-*.yaml), "
+        "loaded with the built-in ones by `keel contract load-templates`.",
+    )
+    smtp_host: str | None = Field(
+        None, description="SMTP server the e-mail notification channel sends through. Unset: e-mail is off."
+    )
+    smtp_port: int = Field(25, description="Port of the SMTP server.", ge=1, le=65535)
+    smtp_sender: str = Field("keel@localhost", description="From address of notification e-mails.")
+    smtp_starttls: bool = Field(
+        False, description="Upgrade the SMTP connection with STARTTLS before sending."
+    )
+    smtp_ssl: bool = Field(
+        False, description="Connect to the SMTP server over TLS from the start (port 465); not with STARTTLS."
+    )
+    smtp_username: str | None = Field(None, description="SMTP login user. Unset: no login.")
+    smtp_password: str | None = Field(None, description="SMTP login password.", repr=False)
+    smtp_timeout_seconds: float = Field(
+        10.0, description="Longest wait for the SMTP server to connect or answer.", gt=0
+    )
+    webhook_signing_secret: str | None = Field(
+        None,
+        description="Key of the `X-Keel-Signature: sha256=<HMAC>` header on notification webhooks. "
+        "Unset: webhooks are not signed.",
+        repr=False,
+    )
+    webhook_timeout_seconds: float = Field(
+        10.0, description="Longest wait for a notification webhook to connect or answer, per attempt.", gt=0
+    )
     log_level: str = Field("INFO", description="Python logging level.")
 
     @field_validator("home")
@@ -133,7 +163,8 @@ def settings_table() -> str:
     ]
     for name, field in Settings.model_fields.items():
         annotation = field.annotation
-        kind = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+        kind = str(annotation).replace("typing.", "").replace("pathlib.", "")
+        kind = getattr(annotation, "__name__", None) or kind.replace("|", "\\|")  # a | splits a cell
         default = "(unset)" if field.default is None else f"`{field.default}`"
         lines.append(f"| `KEEL_{name.upper()}` | `{name}` | {kind} | {default} | {field.description} |")
     return "\n".join(lines)

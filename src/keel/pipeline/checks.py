@@ -1,0 +1,81 @@
+"""A GDP dataset's declared constraints as one set-based SQL query over its built table (pure).
+
+``required`` fields (and primary-key fields) must not be NULL; a ``unique`` field
+and the primary key (one field or several together) must not repeat among rows
+where they are all set. One query flags each row per constraint (window counts for
+the keys) and counts the flags, so the table is read once whatever the number of
+constraints; no row ever comes back to Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from sqlglot import exp
+
+from keel.contracts.model import Dataset
+
+ROWS, ERRORS, FAILING = "rows", "error_rows", "failing_rows"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str  # "not_null:amount", "unique:email", "primary_key:order_id,line"
+    kind: str  # "not_null", "unique" or "primary_key"
+    columns: tuple[str, ...]
+
+
+def constraint_checks(dataset: Dataset) -> tuple[Check, ...]:
+    """The checks a dataset's fields declare, NOT NULL first, each set of key columns once."""
+    key = tuple(f.name for f in dataset.fields if f.primary_key)
+    checks = [
+        Check(f"not_null:{f.name}", "not_null", (f.name,))
+        for f in dataset.fields
+        if f.required or f.primary_key
+    ]
+    checks += [
+        Check(f"unique:{f.name}", "unique", (f.name,))
+        for f in dataset.fields
+        if f.unique and (f.name,) != key
+    ]
+    if key:
+        checks.append(Check(f"primary_key:{','.join(key)}", "primary_key", key))
+    return tuple(checks)
+
+
+def _violation(check: Check) -> exp.Expr:
+    columns = [exp.column(c, quoted=True) for c in check.columns]
+    if check.kind == "not_null":
+        return columns[0].is_(exp.null())
+    repeated = exp.GT(
+        this=exp.Window(this=exp.Count(this=exp.Star()), partition_by=columns),
+        expression=exp.Literal.number(1),
+    )
+    return exp.and_(repeated, *(exp.not_(c.copy().is_(exp.null())) for c in columns))
+
+
+def _count(condition: exp.Expr) -> exp.Expr:
+    # COUNT(CASE WHEN ... THEN 1 END): 0 on an empty table, and every engine speaks it.
+    return exp.Count(this=exp.Case(ifs=[exp.If(this=condition, true=exp.Literal.number(1))]))
+
+
+def quality_query(source: exp.Table, checks: Sequence[Check], error_flag: str | None = None) -> exp.Select:
+    """One row: ``rows``, ``error_rows`` (rows whose ``error_flag`` column is true),
+    ``failing_rows`` (rows breaking any check) and ``c<i>``, the rows breaking check i."""
+    flags = [exp.alias_(_violation(c), f"c{i}", quoted=True) for i, c in enumerate(checks)]
+    error = exp.column(error_flag, quoted=True) if error_flag else exp.false()
+    inner = exp.select(exp.alias_(error, "e", quoted=True), *flags).from_(source)
+    flagged = [exp.column(f"c{i}", quoted=True) for i in range(len(checks))]
+    return exp.select(
+        exp.alias_(exp.Count(this=exp.Star()), ROWS, quoted=True),
+        exp.alias_(_count(exp.column("e", quoted=True)), ERRORS, quoted=True),
+        exp.alias_(_count(exp.or_(*flagged)) if flagged else exp.Literal.number(0), FAILING, quoted=True),
+        *(exp.alias_(_count(f.copy()), f"c{i}", quoted=True) for i, f in enumerate(flagged)),
+    ).from_(exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier("flags", quoted=True))))
+
+
+def counts(row: Mapping[str, int], checks: Sequence[Check]) -> tuple[int, int, int, dict[str, int]]:
+    """``rows``, ``error_rows``, ``failing_rows`` and the failures per check, from the query's row."""
+    per_check = {c.name: int(row[f"c{i}"]) for i, c in enumerate(checks)}
+    return int(row[ROWS]), int(row[ERRORS]), int(row[FAILING]), per_check

@@ -1,0 +1,167 @@
+"""Versioned builds of GDP tables and KPIs from checked contract plans.
+
+Each contract version is built into a table of its own (``gdp."order__v1_2_0"``,
+``kpi."kpi_dso__v1_0_0"``) in one transaction: a build that fails leaves nothing
+behind and changes nothing readers see, and rebuilding a version replaces only
+that version's table. A KPI version stays bound to the GDP build it was first
+computed from (``builds.py`` records it): values computed from another GDP version
+are another KPI version. Readers see a version once it is activated
+(``activation.py``); ``signals`` judges a run against a baseline (``signals.py``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import partial
+
+from keel.contracts.kpi_sql import KpiPlan
+from keel.contracts.mapping import MappingPlan
+from keel.contracts.model import Contract, Dataset, Layer
+from keel.kernel.clock import utcnow
+from keel.kernel.errors import Conflict, InvalidInput, NotFound
+from keel.pipeline.activation import activate, active, previous, rollback
+from keel.pipeline.builds import build_of, builds, record
+from keel.pipeline.checks import constraint_checks, counts, quality_query
+from keel.pipeline.conform import TYPE_ERROR, conform
+from keel.pipeline.engine import Engine
+from keel.pipeline.errors import EngineError, MaterializationFailed
+from keel.pipeline.model import RunResult
+from keel.pipeline.naming import canonical_version, safe_name, versioned
+from keel.pipeline.signals import signals
+from keel.pipeline.statements import (
+    count_rows,
+    create_schema,
+    create_table_as,
+    ordered,
+    render,
+    retarget,
+    table,
+)
+
+__all__ = [
+    "activate",
+    "active",
+    "builds",
+    "kpi_values",
+    "materialize_gdp",
+    "materialize_kpi",
+    "previous",
+    "rollback",
+    "signals",
+]
+
+Counts = tuple[int, int, int, dict[str, int]]  # rows, error rows, dq failures, per check
+
+
+def materialize_gdp(engine: Engine, contract: Contract, dataset: Dataset, plan: MappingPlan) -> RunResult:
+    """Build ``gdp."<table>__v<version>"`` from the mapping, typed as the dataset declares, and
+    count its type errors and constraint failures in the same transaction."""
+    if contract.layer is not Layer.GDP or contract.dataset(dataset.name) is None:
+        raise InvalidInput("dataset", f"'{dataset.name}' is not a dataset of GDP contract {contract.key}")
+    name = safe_name(dataset.name, "dataset")
+    if plan.target.lower() != f"gdp.{name}" or plan.expression is None:
+        raise InvalidInput("plan", f"the plan builds {plan.target}, not gdp.{name}")
+    target = table("gdp", versioned(name, contract.version))
+    checks = constraint_checks(dataset)
+
+    def build() -> Counts:
+        sql = partial(render, dialect=engine.dialect)
+        engine.execute(sql(create_schema("gdp")))
+        found = {column.lower(): kind for column, kind in engine.describe(sql(plan.expression))}
+        engine.execute(sql(create_table_as(target, conform(plan.expression, dataset, found, engine.dialect))))
+        (row,) = engine.dicts(sql(quality_query(target, checks, TYPE_ERROR)))
+        return counts(row, checks)
+
+    return _run(engine, contract, "gdp", name, target.name, plan.tables, build)
+
+
+def materialize_kpi(engine: Engine, contract: Contract, plan: KpiPlan, gdp_table_version: str) -> RunResult:
+    """Build ``kpi."<kpi>__v<version>"`` (period, dimensions, value) from the KPI query run
+    against the given built version of its GDP table, not whichever one is active."""
+    if contract.layer is not Layer.KPI or plan.expression is None:
+        raise InvalidInput("plan", f"{contract.key} is not a checked KPI contract")
+    schema, _, entity = plan.table.rpartition(".")
+    if schema != "gdp":
+        raise InvalidInput("plan", f"the KPI reads {plan.table}, not a GDP table")
+    name = safe_name(contract.id, "contract")
+    source = table("gdp", versioned(entity, gdp_table_version))
+    target = table("kpi", versioned(name, contract.version))
+    inputs = (f"gdp.{source.name}",)
+
+    def build() -> Counts:
+        if not engine.table_exists("gdp", source.name):
+            raise NotFound("materialization", f"gdp.{source.name}")
+        earlier = build_of(engine, "kpi", name, canonical_version(contract.version))
+        if earlier is not None and earlier["inputs"] != inputs:
+            # Rebuilding would change the values of a KPI version in place (and behind an active
+            # view): what it is computed from is part of what the version means.
+            raise Conflict(
+                f"kpi.{target.name} was built from {', '.join(earlier['inputs'])}; a KPI computed "
+                f"from {inputs[0]} needs a new KPI contract version",
+                table=f"kpi.{target.name}",
+                built_from=list(earlier["inputs"]),
+            )
+        sql = partial(render, dialect=engine.dialect)
+        engine.execute(sql(create_schema("kpi")))
+        engine.execute(sql(create_table_as(target, retarget(plan.expression, plan.table, source))))
+        (row,) = engine.rows(sql(count_rows(target)))
+        return int(row[0]), 0, 0, {}
+
+    return _run(engine, contract, "kpi", name, target.name, inputs, build)
+
+
+def kpi_values(engine: Engine, kpi_id: str, version: str | None = None) -> list[dict]:
+    """A KPI's rows (the active version's by default), ordered by period, dimensions, value.
+
+    Read in one transaction, so the pointer and the rows come from the same snapshot."""
+    name = safe_name(kpi_id, "kpi_id")
+    with engine.transaction():
+        if version is None:
+            if active(engine, "kpi", name) is None:
+                raise NotFound("active KPI", name)
+            relation = name
+        else:
+            relation = versioned(name, version)
+            if not engine.table_exists("kpi", relation):
+                raise NotFound("materialization", f"kpi.{relation}")
+        columns = [column for column, _ in engine.columns("kpi", relation)]
+        keys = [c for c in columns if c != "value"] + (["value"] if "value" in columns else [])
+        return engine.dicts(render(ordered(table("kpi", relation), columns, keys), engine.dialect))
+
+
+def _run(
+    engine: Engine,
+    contract: Contract,
+    layer: str,
+    name: str,
+    built: str,
+    inputs: tuple[str, ...],
+    build: Callable[[], Counts],
+) -> RunResult:
+    """Run ``build`` and record it in one transaction, timed; an engine error becomes
+    ``MaterializationFailed`` (other errors, such as ``NotFound``, pass as they are)."""
+    started, clock = utcnow(), time.perf_counter()
+    report = {
+        "layer": layer,
+        "name": name,
+        "version": canonical_version(contract.version),
+        "table": f"{layer}.{built}",
+        "contract": contract.key,
+        "inputs": tuple(inputs),
+        "started_at": started,
+    }
+    try:
+        with engine.transaction():
+            rows, error_rows, failing, per_check = build()
+            record(engine, layer, name, report["version"], built, contract.key, inputs, rows)
+    except EngineError as exc:
+        failed = RunResult(
+            **report, rows=0, error_rows=0, dq_failures=0, finished_at=utcnow(),
+            duration_seconds=time.perf_counter() - clock, error=exc.detail,
+        )  # fmt: skip
+        raise MaterializationFailed(failed, cause=exc.fields.get("cause", type(exc).__name__)) from exc
+    return RunResult(
+        **report, rows=rows, error_rows=error_rows, dq_failures=failing, finished_at=utcnow(),
+        duration_seconds=time.perf_counter() - clock, dq_checks=per_check,
+    )  # fmt: skip

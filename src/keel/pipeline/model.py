@@ -1,0 +1,38 @@
+"""What a materialization run reports (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One build of one version of a GDP table or KPI.
+
+    ``error_rows`` are rows holding a value that could not be converted to its
+    field's declared type (it was stored as NULL); ``dq_failures`` are rows that
+    break at least one of the dataset's NOT NULL, unique or primary-key
+    constraints, with the count per constraint in ``dq_checks``. A run that did
+    not commit has ``error`` set and counts nothing.
+    """
+
+    layer: str  # "gdp" or "kpi"
+    name: str  # the active view's name: "order", "kpi_dso"
+    version: str  # the contract version built
+    table: str  # the versioned table: "gdp.order__v1_0_0"
+    contract: str  # "ID@VERSION" of the contract that drove the build
+    inputs: tuple[str, ...]  # the tables read, versioned where Keel built them
+    rows: int
+    error_rows: int
+    dq_failures: int
+    started_at: datetime
+    finished_at: datetime
+    duration_seconds: float
+    dq_checks: Mapping[str, int] = field(default_factory=dict, hash=False)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
