@@ -1,4 +1,4 @@
-"""The one wiring place: builds the store, ledger, key ring, data planes and authorizer from settings."""
+"""The one wiring place: builds the store, ledger, key ring, data planes, authorizer, notifier."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from keel.evidence.ledger import SIGNING_PURPOSE, Ledger
 from keel.identity.actor import Actor
 from keel.kernel.errors import PermissionDenied
 from keel.kernel.settings import Settings, load_settings
+from keel.notify import Notifier, build_notifier
 from keel.observability import metrics
 from keel.rbac.authorizer import Authorizer
 from keel.secrets.envelope import load_or_create_master_key
@@ -37,6 +38,9 @@ class Keel:
     dataplanes: TenantDataPlanes
     authorizer: Authorizer = field(default_factory=Authorizer)
     connector_registry: ConnectorRegistry = field(default_factory=ConnectorRegistry)
+    # E-mail and webhook channels from settings (``build``); without channels every recipient is
+    # recorded as skipped. Tests put a notifier pointed at their own servers here.
+    notifier: Notifier = field(default_factory=lambda: Notifier(()))
     # How ingestion waits between retries; tests pass a recorder instead of waiting.
     sleep: Callable[[float], None] = time.sleep
 
@@ -82,6 +86,7 @@ class Keel:
 def build(settings: Settings | None = None) -> Keel:
     settings = settings or load_settings()
     settings.home.mkdir(parents=True, exist_ok=True)
+    notifier = build_notifier(settings)  # a misconfigured channel stops the start, naming the setting
     # The master key first: a bad key must stop the start before the store is touched.
     keyring = KeyRing(load_or_create_master_key(settings.master_key, settings.home / "master.key"))
     engine = create_store_engine(settings.effective_database_url, settings.database_schema)
@@ -99,4 +104,5 @@ def build(settings: Settings | None = None) -> Keel:
         ledger=ledger,
         keyring=keyring,
         dataplanes=TenantDataPlanes(settings.home / "tenants"),
+        notifier=notifier,
     )

@@ -96,6 +96,20 @@ def apply_rbac_baseline(keel, result: SeedResult) -> None:
     result.steps.append(f"RBAC baseline defined, applied and reviewed ({bundle['bundle_id']})")
 
 
+def publish_contract_templates(keel, result: SeedResult) -> None:
+    """00c: PA loads the shipped templates, SS validates, CO reviews, PA publishes each one."""
+    from keel.contracts import lifecycle, registry
+
+    pa, ss, co = (actor_for(keel, email_for(p)) for p in (Persona.PA, Persona.SS, Persona.CO))
+    loaded = registry.load_templates(keel, pa)["loaded"]
+    for key in loaded:
+        schema_id, _, version = key.partition("@")
+        lifecycle.validate(keel, ss, schema_id, version)
+        lifecycle.review_compliance(keel, co, schema_id, version, approve=True)
+        lifecycle.publish(keel, pa, schema_id, version)
+    result.steps.append(f"{len(loaded)} contract templates loaded, validated, reviewed and published (00c)")
+
+
 def provision_demo_tenant(keel, result: SeedResult, slug: str = "acme", name: str = "Acme Corp") -> str:
     pa, sa_ = actor_for(keel, email_for(Persona.PA)), actor_for(keel, email_for(Persona.SA))
     tenant = tenancy.provision_tenant(keel, pa, slug=slug, name=name, admin_email=email_for(Persona.TA, slug))
@@ -134,6 +148,7 @@ def seed(keel, *, crm=None) -> SeedResult:
     seed_provider_users(keel, result)
     deploy_platform(keel, result)
     apply_rbac_baseline(keel, result)
+    publish_contract_templates(keel, result)
     result.tenant_id = provision_demo_tenant(keel, result)
     onboard_sample_sources(keel, result, result.tenant_id, crm=crm)
     write_credentials(keel, result.credentials)

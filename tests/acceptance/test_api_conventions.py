@@ -17,11 +17,21 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from tests.support import World
+from tests.support_contracts import raw_contract
 
 from keel import __version__
 from keel.api.app import create_app
 from keel.kernel.clock import utcnow
-from keel.store.tables import ingestion_runs, notifications, tenants
+from keel.store.tables import (
+    change_requests,
+    ingestion_runs,
+    notification_deliveries,
+    notifications,
+    review_tickets,
+    rollouts,
+    signoffs,
+    tenants,
+)
 
 try:
     from fastapi.routing import iter_route_contexts
@@ -271,6 +281,13 @@ PAGED = {
     f"{API}/tenants/{{tenant_id}}/sources": ("acme:DE", "source_id"),
     f"{API}/tenants/{{tenant_id}}/ingestion-runs": ("acme:IO", "run_id"),
     f"{API}/tenants/{{tenant_id}}/notifications": ("acme:TA", "notification_id"),
+    f"{API}/contracts": ("SS", "key"),
+    f"{API}/tenants/{{tenant_id}}/schema-changes": ("acme:TA", "change_id"),
+    f"{API}/rollouts": ("PA", "rollout_id"),
+    f"{API}/contract-consumers": ("PA", "consumer_id"),
+    f"{API}/notices/deliveries": ("PA", "delivery_id", {"subject_id": "SC-20260101-PAGED000"}),
+    f"{API}/signoffs": ("PA", "user_id", {"subject_id": "SC-20260101-PAGED000"}),
+    f"{API}/review-tickets": ("SS", "ticket_id"),
 }
 
 
@@ -286,10 +303,12 @@ def test_every_list_that_takes_a_cursor_is_walked_below(client):
     assert paged == set(PAGED)
 
 
-def _walk(world: World, who: str, path: str, key: str, limit: int) -> list[list[str]]:
+def _walk(
+    world: World, who: str, path: str, key: str, limit: int, query: dict | None = None
+) -> list[list[str]]:
     pages, cursor = [], None
     while True:
-        params = {"limit": limit, **({"cursor": cursor} if cursor else {})}
+        params = {**(query or {}), "limit": limit, **({"cursor": cursor} if cursor else {})}
         answer = world.get(who, path, params=params)
         assert answer.status_code == 200, answer.text
         page = answer.json()
@@ -343,6 +362,65 @@ def _grow(world: World) -> None:
                     subject="paging", body={}, channel="in-app", status="DELIVERED", created_at=utcnow(),
                 )
             )  # fmt: skip
+    # Change requests, rollouts, deliveries, sign-offs and review tickets: their records are all paging reads.
+    signers = [world.actors[who].user_id for who in ("PA", "SS", "CO", "PO")]
+    with world.keel.engine.begin() as conn:
+        for n in range(4):
+            now = utcnow()
+            conn.execute(
+                notification_deliveries.insert().values(
+                    message_id=f"MSG-PAGED-{n}", subject_id="SC-20260101-PAGED000", tenant_id=None,
+                    recipient_id=signers[n], channel="email", status="sent", detail="paging", attempts=1,
+                    attempted_at=now,
+                )
+            )  # fmt: skip
+            conn.execute(
+                signoffs.insert().values(
+                    subject_id="SC-20260101-PAGED000", user_id=signers[n], roles=["PA"], decision="approve",
+                    recorded_at=now,
+                )
+            )  # fmt: skip
+            conn.execute(
+                change_requests.insert().values(
+                    id=f"SC-20260101-PAGED00{n}",
+                    tenant_id=acme,
+                    contract_id="GDP-X",
+                    base_version="1.0.0",
+                    change={"summary": "paging"},
+                    justification="paging",
+                    status="REQUESTED",
+                    requested_by=world.actors["acme:TA"].user_id,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            conn.execute(
+                rollouts.insert().values(
+                    id=f"RO-20260101-PAGED00{n}",
+                    contract_id="GDP-X",
+                    from_version="1.0.0",
+                    to_version="1.1.0",
+                    stages=[{"name": "all", "tenants": [acme]}],
+                    conditions=[],
+                    status="PLANNED",
+                    current_stage=-1,
+                    started_by=world.actors["PA"].user_id,
+                    measurements={"stages": [], "moved": {}},
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            conn.execute(
+                review_tickets.insert().values(
+                    id=f"TKT-20260101-PAGED00{n}", tenant_id=acme if n % 2 else None, kind="drift",
+                    subject=f"paging {n}", details={}, status="OPEN", opened_by="paging", opened_at=now,
+                )
+            )  # fmt: skip
+    for n in range(4):
+        consumer = {"kind": "dashboard", "name": f"board-{n}", "depends_on": ["GDP-X"]}
+        assert world.post("PA", f"{API}/contract-consumers", json=consumer).status_code == 201
+        document = raw_contract(f"RAW-PAGED-{n}")
+        assert world.post("SS", f"{API}/contracts", json={"document": document}).status_code == 201
     for _ in range(3):
         assert world.post("PA", f"{API}/platform/deployments", json={}).status_code == 201
         assert world.post("SA", f"{API}/rbac/bundles", json={}).status_code == 201
@@ -352,14 +430,15 @@ def test_walking_every_list_page_by_page_yields_each_item_once(world):
     _grow(world)
 
     for limit in (1, 2, 3):
-        for template, (who, key) in PAGED.items():
+        for template, (who, key, *query) in PAGED.items():
             path = template.format(tenant_id=world.tenants["acme"])
-            everything = world.get(who, path, params={"limit": 500}).json()
+            query = query[0] if query else {}
+            everything = world.get(who, path, params={**query, "limit": 500}).json()
             assert everything["next_cursor"] is None
             expected = [item[key] for item in everything["items"]]
             assert len(expected) > limit, path
 
-            pages = _walk(world, who, path, key, limit)
+            pages = _walk(world, who, path, key, limit, query)
 
             walked = [item for page in pages for item in page]
             assert walked == expected, (limit, path)  # same order, no duplicates, nothing missed

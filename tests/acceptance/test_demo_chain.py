@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from keel.cli.main import app
+from keel.contracts.templates import load_templates
 
 CHAIN = [
     ("provision tenant initech", "PA", "PROVISIONED"),
@@ -41,20 +42,22 @@ def test_the_demo_runs_the_whole_chain_and_ends_with_a_verified_ledger(settings,
 
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    seeded, chain = summary["steps"][:6], summary["steps"][6:]
-    assert [s["name"] for s in seeded[:4]] == [
+    seeded, chain = summary["steps"][:7], summary["steps"][7:]
+    templates = len(load_templates())
+    assert [s["name"] for s in seeded[:5]] == [
         "provider users created (one per provider persona)",
         "platform deployed and validated",
         "RBAC baseline defined, applied and reviewed",
+        f"{templates} contract templates loaded, validated, reviewed and published (00c)",
         "tenant 'acme' provisioned, validated, one user per tenant persona",
     ]
     # The sample ERP and CRM, onboarded by their personas and ingested into acme's Raw layer.
-    erp = seeded[4]["name"]
+    erp = seeded[5]["name"]
     assert erp.startswith("source ERP onboarded to READY (00b, 02, 02b), ") and erp.endswith(
         " records ingested into Raw"
     )
-    assert seeded[5]["name"].startswith("source CRM onboarded to READY")
-    assert [s["subject"][:4] for s in seeded[1:]] == ["DEP-", "RBAC", "TEN-", "SRC-", "SRC-"]
+    assert seeded[6]["name"].startswith("source CRM onboarded to READY")
+    assert [s["subject"][:4] for s in seeded[1:]] == ["DEP-", "RBAC", "-", "TEN-", "SRC-", "SRC-"]
     assert [(s["name"], s["persona"]) for s in chain] == [(name, persona) for name, persona, _ in CHAIN]
     assert [s["status"] for s in chain if not s["name"].startswith("archive")] == [
         status for name, _, status in CHAIN if status
@@ -72,7 +75,7 @@ def test_the_demo_runs_the_whole_chain_and_ends_with_a_verified_ledger(settings,
         summary["ledger_size"],
     )
     assert (home / "demo-credentials.json").exists()
-    acme_id = seeded[3]["subject"]
+    acme_id = seeded[4]["subject"]
     assert [p.name for p in (home / "tenants").iterdir()] == [acme_id]  # initech's data plane is gone
 
 
@@ -84,7 +87,7 @@ def test_the_demo_prints_a_summary_for_people(settings, tmp_path):
 
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    for number, (name, persona, _) in enumerate(CHAIN, start=7):
+    for number, (name, persona, _) in enumerate(CHAIN, start=8):
         assert any(f"│ {number:<2} │ {name} " in line and f"│ {persona} " in line for line in lines), name
     assert any(line.startswith("ledger: ") and ", verifies: " in line for line in lines)
     assert f"state kept in {home}" in result.stdout

@@ -24,12 +24,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from tests.support import PROVIDER, TENANT, World, errors_are_problem_json, store_snapshot
+from tests.support_contracts import raw_contract
 
 from keel.authz.baseline import generate_policies
 from keel.authz.engine import PolicyEngine, Principal, Resource
 from keel.kernel.clock import utcnow
 from keel.kernel.errors import PermissionDenied
-from keel.store.tables import ingestion_runs, ledger_entries, metadata, metric_samples
+from keel.store.tables import ingestion_runs, ledger_entries, metadata, metric_samples, review_tickets
 
 try:
     from fastapi.routing import iter_route_contexts
@@ -56,6 +57,12 @@ MISSING = {
     "connector_id": "CON-20260101-ZZZZZZZZ",
     "source_id": "SRC-20260101-ZZZZZZZZ",
     "run_id": "RUN-20260101-ZZZZZZZZ",
+    "schema_id": "RAW-NO-SUCH-CONTRACT",
+    "change_id": "SC-20260101-ZZZZZZZZ",
+    "rollout_id": "RO-20260101-ZZZZZZZZ",
+    "version": "9.9.9",
+    "extension_id": "EXT-20260101-ZZZZZZZZ",
+    "review_ticket_id": "TKT-20260101-ZZZZZZZZ",
 }
 
 PUBLIC: dict[tuple[str, str], str] = {
@@ -92,6 +99,8 @@ def none(*allowed: int, body: dict | None = None, query: dict | None = None) -> 
 
 
 NEW_USER = {"email": "intruder@acme.test", "display_name": "Intruder", "roles": ["AN"]}
+CONTRACT = raw_contract("RAW-PROBE")
+CONSUMER = {"tenant_id": "{tenant_id}", "kind": "dashboard", "name": "probe", "depends_on": ["{schema_id}"]}
 API = "/api/v1"
 PROBES: dict[tuple[str, str], Probe] = {
     # platform deployment (00a): control-plane objects; tenant personas change none of them
@@ -158,11 +167,107 @@ PROBES: dict[tuple[str, str], Probe] = {
     ("POST", f"{API}/tenants/{{tenant_id}}/sources/{{source_id}}/validation"): Probe("tenant", body={}),
     ("POST", f"{API}/tenants/{{tenant_id}}/sources/{{source_id}}/preflight"): Probe("tenant"),
     ("POST", f"{API}/tenants/{{tenant_id}}/sources/{{source_id}}/handshake"): Probe("tenant"),
+    ("PUT", f"{API}/tenants/{{tenant_id}}/sources/{{source_id}}/raw-contract"): Probe(
+        "tenant", body={"raw_contract": "{schema_id}"}
+    ),
     ("POST", f"{API}/tenants/{{tenant_id}}/sources/{{source_id}}/runs"): Probe("tenant", body={}),
     ("GET", f"{API}/tenants/{{tenant_id}}/sources/{{source_id}}/raw"): Probe("tenant"),
     ("GET", f"{API}/tenants/{{tenant_id}}/ingestion-runs"): Probe("tenant"),
     ("GET", f"{API}/tenants/{{tenant_id}}/ingestion-runs/{{run_id}}"): Probe("tenant"),
     ("GET", f"{API}/tenants/{{tenant_id}}/notifications"): Probe("tenant"),
+    # change requests (03d), rollouts and tenant builds (03f)
+    ("POST", f"{API}/tenants/{{tenant_id}}/schema-changes"): Probe(
+        "tenant", body={"schema_id": "GDP-X", "change": "probe", "justification": "probe"}
+    ),
+    ("GET", f"{API}/tenants/{{tenant_id}}/schema-changes"): Probe("tenant"),
+    ("GET", f"{API}/tenants/{{tenant_id}}/schema-changes/{{change_id}}"): Probe("tenant"),
+    ("POST", f"{API}/tenants/{{tenant_id}}/schema-changes/{{change_id}}/clarification"): Probe(
+        "tenant", body={"question": "probe"}
+    ),
+    ("POST", f"{API}/tenants/{{tenant_id}}/schema-changes/{{change_id}}/amendment"): Probe(
+        "tenant", body={"justification": "probe"}
+    ),
+    ("POST", f"{API}/tenants/{{tenant_id}}/schema-changes/{{change_id}}/validation"): Probe(
+        "tenant", body={"proposed_version": "9.9.9", "risk": "low"}
+    ),
+    ("POST", f"{API}/tenants/{{tenant_id}}/schema-changes/{{change_id}}/decision"): Probe(
+        "tenant", body={"approve": True}
+    ),
+    ("POST", f"{API}/tenants/{{tenant_id}}/schema-changes/{{change_id}}/schedule"): Probe(
+        "tenant",
+        body={"window_start": "2030-01-01T00:00:00+00:00", "window_end": "2030-01-01T01:00:00+00:00"},
+    ),
+    ("POST", f"{API}/rollouts"): none(
+        403,
+        404,  # the version is looked up before the caller is: a made-up one is not found for anyone
+        body={
+            "schema_id": "GDP-X",
+            "to_version": "1.0.1",
+            "stages": [{"name": "all", "share": 1.0}],
+            "rollback_on": [{"signal": "error_rate", "limit": 0.02}],
+        },
+    ),
+    ("GET", f"{API}/rollouts"): none(200),
+    ("GET", f"{API}/rollouts/{{rollout_id}}"): none(404),
+    ("POST", f"{API}/rollouts/{{rollout_id}}/readiness"): none(404),
+    ("POST", f"{API}/rollouts/{{rollout_id}}/start"): none(404),
+    ("POST", f"{API}/rollouts/{{rollout_id}}/expand"): none(404),
+    ("POST", f"{API}/tenants/{{tenant_id}}/builds"): Probe("tenant", body={"schema_id": "GDP-X"}),
+    # schema contracts (00c, 03a-03c): a tenant's own contracts are invisible to other tenants
+    ("GET", f"{API}/contracts"): none(200),
+    ("POST", f"{API}/contracts"): Probe("body", body={"document": CONTRACT, "tenant_id": "{tenant_id}"}),
+    ("POST", f"{API}/contracts/lint"): none(200, body={"document": CONTRACT}),
+    ("POST", f"{API}/contract-templates/load"): none(403),
+    ("GET", f"{API}/contracts/{{schema_id}}"): Probe("object"),
+    ("GET", f"{API}/contracts/{{schema_id}}/versions"): Probe("object"),
+    ("GET", f"{API}/contracts/{{schema_id}}/versions/{{version}}"): Probe("object"),
+    ("GET", f"{API}/contracts/{{schema_id}}/versions/{{version}}/document"): Probe("object"),
+    ("POST", f"{API}/contracts/{{schema_id}}/versions/{{version}}/register"): Probe("object"),
+    ("POST", f"{API}/contracts/{{schema_id}}/versions/{{version}}/validate"): Probe("object"),
+    ("POST", f"{API}/contracts/{{schema_id}}/versions/{{version}}/compliance-review"): Probe(
+        "object", body={"approve": True}
+    ),
+    ("POST", f"{API}/contracts/{{schema_id}}/versions/{{version}}/publish"): Probe("object"),
+    ("POST", f"{API}/contracts/{{schema_id}}/versions/{{version}}/deprecate"): Probe(
+        "object", body={"reason": "probe"}
+    ),
+    ("POST", f"{API}/contracts/{{schema_id}}/versions/{{version}}/retire"): Probe(
+        "object", body={"reason": "probe"}
+    ),
+    # tenant extensions (03e): the tenant in the path decides, whatever the extension or contract
+    ("POST", f"{API}/tenants/{{tenant_id}}/extensions"): Probe(
+        "tenant",
+        body={
+            "schema_id": "{schema_id}",
+            "version": "{version}",
+            "namespace": "probe",
+            "fields": [{"name": "probe", "type": "string", "expression": "'probe'"}],
+            "business_case": "probe",
+        },
+    ),
+    ("GET", f"{API}/tenants/{{tenant_id}}/extensions"): Probe("tenant"),
+    ("GET", f"{API}/tenants/{{tenant_id}}/extensions/{{extension_id}}"): Probe("tenant"),
+    ("POST", f"{API}/tenants/{{tenant_id}}/extensions/{{extension_id}}/check"): Probe("tenant"),
+    ("POST", f"{API}/tenants/{{tenant_id}}/extensions/{{extension_id}}/deploy"): Probe("tenant"),
+    ("GET", f"{API}/tenants/{{tenant_id}}/contracts/{{schema_id}}/effective"): Probe("tenant"),
+    # impact analysis and notices (03g): a subject (a change id) is no tenant's object, so the
+    # probes name an id nobody announced; lists of deliveries and sign-offs are filtered by tenant
+    ("POST", f"{API}/contracts/{{schema_id}}/impact"): Probe("object", body={"subject_id": "SC-PROBE"}),
+    ("GET", f"{API}/contract-consumers"): Probe("object", query={"tenant_id": "{tenant_id}"}),
+    ("POST", f"{API}/contract-consumers"): Probe("body", body=CONSUMER),
+    ("POST", f"{API}/notices"): Probe("body", body={"subject_id": "SC-PROBE", "schema_id": "{schema_id}"}),
+    ("GET", f"{API}/notices/deliveries"): none(200, query={"subject_id": "SC-PROBE"}),
+    ("POST", f"{API}/signoffs"): none(404, body={"subject_id": "SC-PROBE", "approve": True}),
+    ("GET", f"{API}/signoffs"): none(200, query={"subject_id": "SC-PROBE"}),
+    ("POST", f"{API}/post-change-incidents"): Probe(
+        "body", body={"subject_id": "SC-PROBE", "summary": "probe", "schema_id": "{schema_id}"}
+    ),
+    # review tickets (03a drift, 03g impact): another tenant's ticket reads as one that does not exist
+    ("GET", f"{API}/review-tickets"): Probe("object", query={"tenant_id": "{tenant_id}"}),
+    ("GET", f"{API}/review-tickets/{{review_ticket_id}}"): Probe("object"),
+    ("POST", f"{API}/review-tickets/{{review_ticket_id}}/resolution"): Probe(
+        "object", body={"note": "probe"}
+    ),
     # identity
     ("POST", f"{API}/auth/sign-out"): none(204),
     ("GET", f"{API}/me"): none(200),
@@ -254,6 +359,14 @@ def _globex_objects(world: World) -> Isolation:
         ),
         201,
     )
+    contract = _ok(
+        world.post(
+            "globex:DE",
+            f"{API}/contracts",
+            json={"document": raw_contract("RAW-GLOBEX-LEDGER"), "tenant_id": globex},
+        ),
+        201,
+    )
     run_id = "RUN-20260101-GLOBEX01"
     with world.keel.engine.begin() as conn:  # a run needs a live source; its record is all the probes read
         conn.execute(
@@ -261,6 +374,12 @@ def _globex_objects(world: World) -> Isolation:
                 id=run_id, tenant_id=globex, source_id=source["source_id"], stream="entries", kind="sync",
                 status="FAILED", rows=0, batches=0, skipped=0, attempts=1, started_by="probe",
                 started_at=utcnow(),
+            )
+        )  # fmt: skip
+        conn.execute(  # a drift ticket needs a drifting run; its record is all the probes read
+            review_tickets.insert().values(
+                id="TKT-20260101-GLOBEX01", tenant_id=globex, kind="drift", subject="probe", details={},
+                status="OPEN", opened_by="probe", opened_at=utcnow(),
             )
         )  # fmt: skip
     with world.keel.engine.connect() as conn:
@@ -280,9 +399,17 @@ def _globex_objects(world: World) -> Isolation:
         "connector_id": connector["connector_id"],
         "source_id": source["source_id"],
         "run_id": run_id,
+        "schema_id": contract["schema_id"],
+        "change_id": "SC-20260101-GLOBEX01",  # no change or rollout exists: the probes prove a refusal
+        "rollout_id": "RO-20260101-GLOBEX01",
+        "version": contract["version"],
+        "extension_id": "EXT-20260101-GLOBEX01",  # extension routes are refused on the tenant in the path
+        "review_ticket_id": "TKT-20260101-GLOBEX01",
         "template_id": _ok(world.get("PA", f"{API}/connector-templates"))["items"][0]["template_id"],
     }
     facts = {"globex", globex, SECRET_VALUE, token_id, request["request_id"], ticket["ticket_id"]}
+    # A contract or review ticket id is the caller's own words: a 404 repeats it for any id, so it is no
+    # fact of globex's (the same-answer test proves the refusal tells nothing about existence).
     facts |= {connector["connector_id"], source["source_id"], run_id}
     facts |= {a.user_id for who, a in world.actors.items() if who.startswith("globex:")}
     return Isolation(world, ids, facts)

@@ -1,4 +1,4 @@
-"""``keel connector`` and ``keel source`` (00b, 02, 02b, 13), each step by its persona, through the CLI.
+"""``keel connector`` and ``keel source`` (00b, 02, 02b, 03a, 13), each step by its persona, through the CLI.
 
 The source is the sample CRM on loopback HTTP; its API key reaches the CLI through an
 environment variable, never the command line.
@@ -10,6 +10,7 @@ import json
 
 import pytest
 from cli_harness import Cli, no_traceback
+from tests.support_contracts import publish_contract, raw_contract
 
 from keel.samples.crm import serve_crm
 
@@ -108,3 +109,46 @@ def test_bad_cli_input_is_named_and_exits_2(cli, world, tmp_path):
     for result, words in ((missing_env, "NOPE is not set"), (no_tenant, "--tenant"), (bad_pair, "PATH=ENV")):
         assert result.exit_code == 2, result.output
         assert words in result.output and no_traceback(result)
+
+
+def test_a_source_is_linked_to_a_raw_contract_in_its_request_or_later_through_the_cli(cli, world):
+    publish_contract(world, raw_contract(table="orders"))  # a dataset named after the stream
+    t = world.tokens
+    request = ["source", "request", "--stream", "orders", "--justification", "orders for DSO"]
+
+    named = cli.json(*request, "--name", "Shop", "--raw-contract", "RAW-SHOP", token=t["acme:DE"])
+    later = cli.json(*request, "--name", "Shop EU", token=t["acme:DE"])
+    linked = cli.json("source", "raw-contract", later["source_id"], "RAW-SHOP", token=t["acme:TA"])
+    shown = cli.json("source", "show", later["source_id"], token=t["acme:DE"])
+
+    assert (named["raw_contract"], later["raw_contract"]) == ("RAW-SHOP", None)
+    assert linked["raw_contract"] == shown["raw_contract"] == "RAW-SHOP"
+    [event] = world.events("source.raw_contract.linked")
+    assert (event["actor_id"], event["payload"]["raw_contract"]) == (
+        world.actors["acme:TA"].user_id,
+        "RAW-SHOP@1.0.0",
+    )
+
+
+def test_a_raw_contract_the_source_cannot_use_is_named_and_only_its_de_or_ta_link_one(cli, world):
+    publish_contract(world, raw_contract(table="orders"))
+    t = world.tokens
+    request = ["source", "request", "--stream", "orders", "--justification", "orders for DSO"]
+    sid = cli.json(*request, "--name", "Shop", token=t["acme:DE"])["source_id"]
+
+    unknown = cli("source", "raw-contract", sid, "RAW-NOPE", token=t["acme:DE"])
+    refused_request = cli(*request, "--name", "Shop EU", "--raw-contract", "RAW-NOPE", token=t["acme:DE"])
+    analyst = cli("source", "raw-contract", sid, "RAW-SHOP", token=t["acme:AN"])
+    provider = cli(
+        "source", "raw-contract", sid, "RAW-SHOP", "--tenant", world.tenants["acme"], token=t["PA"]
+    )
+
+    for result in (unknown, refused_request):
+        assert result.exit_code == 2, result.output
+        assert "'RAW-NOPE' is not a Raw contract" in result.output and "field: raw_contract" in result.output
+    for result in (analyst, provider):
+        assert result.exit_code == 3, result.output
+        assert "'source:Request' requires connector:M" in result.output
+    assert all(no_traceback(r) for r in (unknown, refused_request, analyst, provider))
+    assert cli.json("source", "show", sid, token=t["acme:DE"])["raw_contract"] is None
+    assert [s["name"] for s in cli.json("source", "list", token=t["acme:DE"])] == ["Shop"]

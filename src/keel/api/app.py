@@ -10,7 +10,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keel import __version__
 from keel.api import errors
-from keel.api.routes import connectors, evidence, health, identity, platform, rbac, tenants
+from keel.api.routes import (
+    changes,
+    connectors,
+    contracts,
+    evidence,
+    extensions,
+    health,
+    identity,
+    impact,
+    platform,
+    rbac,
+    rollouts,
+    tenants,
+    tickets,
+)
 
 
 def create_app(keel) -> FastAPI:
@@ -24,7 +38,20 @@ def create_app(keel) -> FastAPI:
     app.add_middleware(BodyLimit, limit=keel.settings.max_body_bytes)
     app.add_middleware(NoNulCharacters)
     app.include_router(health.router)
-    for module in (platform, tenants, identity, rbac, evidence, connectors):
+    for module in (
+        platform,
+        tenants,
+        identity,
+        rbac,
+        evidence,
+        connectors,
+        contracts,
+        changes,
+        rollouts,
+        impact,
+        extensions,
+        tickets,
+    ):
         app.include_router(module.router, prefix="/api/v1")
     return app
 

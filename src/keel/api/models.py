@@ -155,7 +155,20 @@ class SourceRequest(Body):
     justification: str = Field(..., min_length=1, max_length=2000)
     connector_id: str | None = Field(None, max_length=40)
     expected_schemas: dict[str, dict[str, str]] = Field(
-        default_factory=dict, description="stream → {column: type}: the Raw contract the handshake checks."
+        default_factory=dict,
+        description="stream → {column: type}: what the handshake checks streams no Raw contract covers.",
+    )
+    raw_contract: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        description="Id of the Raw contract (global or the tenant's) its streams are checked against.",
+    )
+
+
+class SourceRawContract(Body):
+    raw_contract: str = Field(
+        ..., min_length=1, max_length=128, description="Id of the Raw contract to check the streams against."
     )
 
 
@@ -179,3 +192,190 @@ class IngestionStart(Body):
     stream: Ref | None = None
     window: IngestionWindow | None = None
     rerun_of: str | None = Field(None, max_length=40)
+
+
+# -- schema contracts (00c, 03a-03g) ------------------------------------------------------------
+
+Document = dict[str, Any] | Annotated[str, Field(min_length=1, max_length=1_000_000)]
+
+
+class ContractDraft(Body):
+    document: Document = Field(..., description="The contract: an object, or its YAML/JSON text.")
+    layer: str | None = Field(None, pattern="^(raw|gdp|kpi)$", description="Overrides keelLayer (ODCS).")
+    tenant_id: str | None = Field(None, max_length=40, description="A tenant's own contract; unset: global.")
+
+
+class ContractLint(Body):
+    document: Document
+    based_on: list[Document] = Field(default_factory=list, max_length=50)
+    layer: str | None = Field(None, pattern="^(raw|gdp|kpi)$")
+
+
+class ContractComplianceReview(Body):
+    approve: bool
+    findings: str = Field("", max_length=4000, description="What is missing (required to reject).")
+
+
+class Reason(Body):
+    reason: str = Field(..., min_length=1, max_length=2000)
+
+
+# -- schema change requests (03d) and rollouts (03f) --------------------------------------------
+
+
+class ChangeRequest(Body):
+    schema_id: str = Field(..., min_length=1, max_length=128)
+    change: str = Field(..., min_length=1, max_length=4000, description="What changes, e.g. add field x.")
+    justification: str = Field(..., min_length=1, max_length=4000)
+    rollback_plan: str = Field("", max_length=4000)
+
+
+class ChangeClarification(Body):
+    question: str = Field(..., min_length=1, max_length=4000)
+
+
+class ChangeAmendment(Body):
+    justification: str = Field("", max_length=4000)
+    rollback_plan: str = Field("", max_length=4000)
+
+
+class ChangeValidation(Body):
+    proposed_version: str = Field(..., min_length=5, max_length=40)
+    risk: str = Field(..., pattern="^(low|medium|high)$")
+
+
+class ChangeDecision(Body):
+    approve: bool
+    reason: str = Field("", max_length=2000)
+
+
+class ChangeWindow(Body):
+    window_start: str = Field(..., min_length=10, max_length=40, description="ISO 8601 date-time.")
+    window_end: str = Field(..., min_length=10, max_length=40, description="ISO 8601 date-time.")
+
+
+class RolloutStage(Body):
+    name: str = Field(..., min_length=1, max_length=40)
+    tenants: list[str] | None = Field(None, max_length=1000, description="Tenant ids of this stage.")
+    share: float | None = Field(None, gt=0, le=1, description="Share of all tenants reached by this stage.")
+
+
+class RolloutCondition(Body):
+    signal: str = Field(..., pattern="^(error_rate|dq_failure_rate|latency_ratio)$")
+    op: str = Field(">", pattern="^(>|>=)$")
+    limit: float = Field(..., ge=0)
+
+
+class RolloutPlan(Body):
+    schema_id: str = Field(..., min_length=1, max_length=128)
+    to_version: str = Field(..., min_length=5, max_length=40)
+    stages: list[RolloutStage] = Field(..., max_length=20)
+    rollback_on: list[RolloutCondition] = Field(..., max_length=20)
+    change_id: str | None = Field(None, max_length=40)
+
+
+# -- impact and notifications (03g) -------------------------------------------------------------
+
+SubjectId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$",
+        description="The change the notice is about: a change request, a rollout, CONTRACT@VERSION.",
+    ),
+]
+FieldName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")]
+Fields = list[FieldName] | None
+
+
+class ImpactAnalysis(Body):
+    subject_id: SubjectId | None = Field(None, description="Default: the contract id.")
+    fields: Fields = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="Changed fields (column-level); unset: the whole contract.",
+    )
+
+
+class ConsumerRegister(Body):
+    kind: str = Field(..., pattern="^(dashboard|kpi_view|workflow|report|export)$")
+    name: str = Field(..., min_length=1, max_length=200)
+    depends_on: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        ..., min_length=1, max_length=50, description="Contract ids it reads."
+    )
+    recipients: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(
+        default_factory=list, max_length=100, description="User ids told about changes."
+    )
+    webhook_url: str | None = Field(
+        None, min_length=1, max_length=2000, description="Second channel for its recipients; kept sealed."
+    )
+    tenant_id: str | None = Field(
+        None, max_length=40, description="Unset: the caller's tenant, or platform-wide."
+    )
+
+
+class NoticeSend(Body):
+    subject_id: SubjectId
+    schema_id: str = Field(..., min_length=1, max_length=128, description="The changed contract.")
+    fields: Fields = Field(None, min_length=1, max_length=200)
+    subject: str | None = Field(None, min_length=1, max_length=200, description="Default: names the change.")
+    body: str | None = Field(
+        None, min_length=1, max_length=20_000, description="Default: the impact in brief."
+    )
+
+
+class SignOff(Body):
+    subject_id: SubjectId
+    approve: bool
+    note: str = Field("", max_length=4000, description="Kept by the signer; the ledger holds its hash.")
+
+
+class PostChangeIncident(Body):
+    subject_id: SubjectId
+    summary: str = Field(..., min_length=1, max_length=2000)
+    severity: str = Field("SEV2", pattern="^SEV[1-4]$")
+    schema_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        description="Also inform the current blast radius of this contract.",
+    )
+    fields: Fields = Field(None, min_length=1, max_length=200)
+
+
+# -- tenant extensions (03e) ---------------------------------------------------------------------
+
+
+class ExtensionFieldBody(Body):
+    name: str = Field(..., min_length=1, max_length=60, description="Stored as x_<namespace>_<name>.")
+    type: str = Field(..., min_length=1, max_length=20, description="One of Keel's field types.")
+    expression: str = Field(
+        ..., min_length=1, max_length=4000, description="SQL over the columns the base mapping reads."
+    )
+    classification: str | None = Field(None, max_length=20)
+    pii: bool | None = None
+    description: str = Field("", max_length=2000)
+    required: bool = Field(False, description="Refused: an extension cannot change base guarantees.")
+    unique: bool = Field(False, description="Refused, like required.")
+    primary_key: bool = Field(False, description="Refused, like required.")
+
+
+class ExtensionProposal(Body):
+    schema_id: str = Field(..., min_length=1, max_length=128, description="A published Raw or GDP contract.")
+    version: str = Field(..., min_length=5, max_length=40)
+    dataset: str | None = Field(None, min_length=1, max_length=200, description="Default: its only one.")
+    namespace: str = Field(..., min_length=1, max_length=40)
+    fields: list[ExtensionFieldBody] = Field(..., min_length=1, max_length=50)
+    business_case: str = Field(..., min_length=1, max_length=4000)
+
+
+class BuildRequest(Body):
+    schema_id: str = Field(..., min_length=1, max_length=128)
+
+
+class TicketResolution(Body):
+    note: str = Field(
+        ..., min_length=1, max_length=4000, description="How it was resolved; the ledger holds its hash."
+    )

@@ -38,7 +38,8 @@ no matrix column, replays, backfills and reruns ingestion; the Tenant Admin "own
 membership" although the matrix gives TA only Read on IAM — and owns it alone
 (``explicit_only``): a provider holding IAM Configure could otherwise mint an account
 inside a tenant and read its data through it, and a Tenant Approver could make itself
-a Tenant Admin. Tenant data is never
+a Tenant Admin; the Schema Steward and the Observability Engineer, and they alone,
+resolve review tickets (``ticket:Resolve``, see below). Tenant data is never
 granted to provider personas, even where their Read cell would cover it ("Deny
 cross-tenant reads"; PA "never reads tenant data").
 """
@@ -119,6 +120,30 @@ _CATALOG = (
     Action("schema:Publish",              PLATFORM,      M, kind="schema", phase="deploy", dual_control=True),
     Action("schema:Deploy",               PLATFORM,      M, kind="schema", phase="deploy"),
     Action("schema:Rollback",             PLATFORM,      M, kind="schema", break_glass=True),
+    Action("schema:Register",             PLATFORM,      M),  # PA registers a draft (03a-03c step 2)
+    Action("schema:LoadTemplates",        PLATFORM,      M),  # PA only (00c step 1)
+    Action("schema:Validate",             SCHEMA,        M, kind="schema", phase="approve"),  # SS checks
+    Action("schema:ReviewCompliance",     EVIDENCE,      M, kind="schema", phase="approve"),  # CO (00c, 03b)
+    Action("schema:Deprecate",            SCHEMA,        M),
+    Action("schema:Retire",               SCHEMA,        M),
+    # impact analysis and notices (03g)
+    Action("impact:Analyse",              SCHEMA,        M),  # SS computes the blast radius (step 1)
+    Action("impact:Read",                 SCHEMA,        R),  # consumers, deliveries, sign-offs
+    Action("consumer:Register",           CONNECTOR,     M),  # a tenant's own consumers: TA, DE only
+    Action("consumer:RegisterPlatform",   PLATFORM,      M),  # platform-wide consumers: PA only
+    Action("notice:Send",                 PLATFORM,      M),  # "notify all affected (PA)" (step 2)
+    Action("notice:SignOff",              SCHEMA,        R, self_service=True),  # one's own sign-off
+    Action("notice:ReportIncident",       OBSERVABILITY, M),  # post-change incident: SRE (OE), PA
+    # review tickets opened by drift detection (03a) and impact analysis (03g)
+    Action("ticket:Read",                 SCHEMA,        R),  # everyone; tenant people their tenant's
+    Action("ticket:Resolve",              OBSERVABILITY, M, explicit_only=True),  # SS and SRE only
+    # -- tenant change requests (03d) and rollouts (03f)
+    Action("schema:RequestChange",        SCHEMA,        C, explicit_only=True),  # TA files (+ DE)
+    Action("schema:ValidateChange",       SCHEMA,        M),  # SS: impact and risk attached
+    Action("schema:ApproveChange",        SCHEMA,        C, kind="schema", phase="approve", explicit_only=True),  # noqa: E501 (table row)
+    Action("schema:ReadyRollout",         SCHEMA,        M, kind="schema", phase="approve"),  # SS readiness
+    # -- tenant extensions (03e): SS checks with schema:Validate, PA deploys with schema:Deploy
+    Action("schema:ProposeExtension",     SCHEMA,        C, explicit_only=True),  # TA (03e step 1)
     # -- KPIs (03c, 06, 07)
     Action("kpi:Read",                    KPI,           R),
     Action("kpi:Draft",                   KPI,           M, kind="kpi", phase="draft"),
@@ -148,6 +173,7 @@ _CATALOG = (
     Action("ingestion:Replay",            CONNECTOR,     M),  # + IO
     Action("ingestion:Backfill",          CONNECTOR,     M),  # + IO
     Action("ingestion:Rerun",             CONNECTOR,     M),  # + IO
+    Action("pipeline:Run",                CONNECTOR,     M),  # + IO: build GDP tables and KPIs (issue 5 seam)
     Action("data:Read",                   CONNECTOR,     R, tenant_data=True),
     # -- observability and cost (10, 05b)
     Action("observability:Read",          OBSERVABILITY, R),
@@ -161,10 +187,28 @@ _CATALOG = (
 ACTIONS: dict[str, Action] = {a.name: a for a in _CATALOG}
 
 EXTRA_GRANTS: dict[Persona, frozenset[str]] = {
-    Persona.IO: frozenset({"ingestion:Run", "ingestion:Replay", "ingestion:Backfill", "ingestion:Rerun"}),
-    Persona.TA: frozenset({"tenant:ManageMembers"}),
+    Persona.IO: frozenset(
+        {"ingestion:Run", "ingestion:Replay", "ingestion:Backfill", "ingestion:Rerun", "pipeline:Run"}
+    ),
+    # "Accept TA's proposal with business case" (03e step 1): TA proposes its tenant's
+    # extensions with Read of schema services only; the tenant guard keeps them to its tenant.
+    Persona.TA: frozenset({"tenant:ManageMembers", "schema:RequestChange", "schema:ProposeExtension"}),
+    # "Accept DE's schema" (03a): a Data Engineer drafts its own tenant's Raw contracts; the
+    # tenant guard keeps it from drafting a platform-wide one.
+    Persona.DE: frozenset({"schema:Draft", "schema:RequestChange"}),
+    # "Accept TA's justified request" (03d step 1): TA files schema requests with Read of
+    # schema services only; the Tenant Approver gives the business sign-off ("risky changes").
+    Persona.TP: frozenset({"schema:ApproveChange"}),
     # The Auditor checks policy adherence; a Read cell alone would hand that to every persona.
     Persona.AU: frozenset({"tenant:AuditDecommissioning"}),
+    # Review tickets (drift 03a, impact 03g) are resolved by the Schema Steward, who judges the
+    # contract, and the Observability Engineer, whom the drift alert goes to (03a step 5). No
+    # cell holds exactly those two: schema Manage is SS alone, observability Manage is SRE and
+    # PA, and SRE may hold nothing of schema services beyond Read (sod-sre-no-business). So the
+    # action names observability Manage (the alert's follow-up), is explicit_only, and goes here
+    # to SS and SRE.
+    Persona.SS: frozenset({"ticket:Resolve"}),
+    Persona.SRE: frozenset({"ticket:Resolve"}),
 }
 
 

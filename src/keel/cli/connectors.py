@@ -37,7 +37,7 @@ ConnectorId = Annotated[str, typer.Argument(help="Connector id (CON-...).")]
 SourceId = Annotated[str, typer.Argument(help="Source id (SRC-...).")]
 
 
-def _base(state, tenant: str | None) -> str:
+def tenant_path(state, tenant: str | None) -> str:
     if tenant is None:
         tenant = state.api().get("/api/v1/me").get("tenant_id")
         if not tenant:
@@ -89,7 +89,7 @@ def deploy(
 ) -> None:
     """Deploy a connector from a template for a tenant (Platform Admin)."""
     state = state_of(ctx)
-    base = _base(state, tenant)
+    base = tenant_path(state, tenant)
     connector = state.api().post(f"{base}/connectors", json={"template": template, "name": name})
     render.show(state, connector, title="Connector deployed")
     render.message(
@@ -103,7 +103,7 @@ def list_connectors(ctx: typer.Context, tenant: Tenant = None) -> None:
     state = state_of(ctx)
     render.show(
         state,
-        state.api().get_all(f"{_base(state, tenant)}/connectors"),
+        state.api().get_all(f"{tenant_path(state, tenant)}/connectors"),
         title="Connectors",
         columns=CONNECTOR_COLUMNS,
     )
@@ -114,7 +114,7 @@ def show(ctx: typer.Context, connector_id: ConnectorId, tenant: Tenant = None) -
     """One connector: status, configuration (credentials as ***), checks, breaker."""
     state = state_of(ctx)
     render.show(
-        state, state.api().get(f"{_base(state, tenant)}/connectors/{connector_id}"), title="Connector"
+        state, state.api().get(f"{tenant_path(state, tenant)}/connectors/{connector_id}"), title="Connector"
     )
 
 
@@ -147,7 +147,7 @@ def configure(
     body = {"config": document, "reason": reason}
     render.show(
         state,
-        state.api().put(f"{_base(state, tenant)}/connectors/{connector_id}/configuration", json=body),
+        state.api().put(f"{tenant_path(state, tenant)}/connectors/{connector_id}/configuration", json=body),
         title="Connector configured",
     )
 
@@ -164,7 +164,7 @@ def _set(document: dict, path: str, value: str) -> None:
 
 def _post(ctx: typer.Context, tenant: str | None, path: str, title: str, json: dict | None = None) -> dict:
     state = state_of(ctx)
-    result = state.api().post(f"{_base(state, tenant)}{path}", json=json)
+    result = state.api().post(f"{tenant_path(state, tenant)}{path}", json=json)
     render.show(state, result, title=title)
     return result
 
@@ -173,7 +173,7 @@ def _post(ctx: typer.Context, tenant: str | None, path: str, title: str, json: d
 def versions(ctx: typer.Context, connector_id: ConnectorId, tenant: Tenant = None) -> None:
     """Every configuration version of a connector, with who changed it and why."""
     state = state_of(ctx)
-    items = state.api().get(f"{_base(state, tenant)}/connectors/{connector_id}/versions")["items"]
+    items = state.api().get(f"{tenant_path(state, tenant)}/connectors/{connector_id}/versions")["items"]
     render.show(state, items, title="Configuration versions")
 
 
@@ -218,7 +218,7 @@ def notifications(ctx: typer.Context, tenant: Tenant = None) -> None:
     state = state_of(ctx)
     render.show(
         state,
-        state.api().get_all(f"{_base(state, tenant)}/notifications"),
+        state.api().get_all(f"{tenant_path(state, tenant)}/notifications"),
         title="Notifications",
         columns=["notification_id", "subject", "created_at"],
     )
@@ -235,7 +235,11 @@ def request(
         str | None, typer.Option("--connector", help="Connector id to read it with.")
     ] = None,
     expect: Annotated[
-        Path | None, typer.Option("--expect", help="JSON/TOML: stream → {column: type}, the Raw contract.")
+        Path | None,
+        typer.Option("--expect", help="JSON/TOML: stream → {column: type}, for streams no contract covers."),
+    ] = None,
+    raw_contract: Annotated[
+        str | None, typer.Option("--raw-contract", help="Raw contract id to check its streams against.")
     ] = None,
     tenant: Tenant = None,
 ) -> None:
@@ -243,7 +247,24 @@ def request(
     body = {"name": name, "streams": stream, "justification": justification, "connector_id": connector}
     if expect is not None:
         body["expected_schemas"] = read_document(expect, "expect")
+    if raw_contract is not None:
+        body["raw_contract"] = raw_contract
     _post(ctx, tenant, "/sources", "Source requested", body)
+
+
+@source_app.command("raw-contract")
+def link_raw_contract(
+    ctx: typer.Context,
+    source_id: SourceId,
+    contract: Annotated[str, typer.Argument(help="Raw contract id, e.g. RAW-ERP.")],
+    tenant: Tenant = None,
+) -> None:
+    """Check the source's streams against a Raw contract from now on (Data Engineer, Tenant Admin)."""
+    state = state_of(ctx)
+    result = state.api().put(
+        f"{tenant_path(state, tenant)}/sources/{source_id}/raw-contract", json={"raw_contract": contract}
+    )
+    render.show(state, result, title="Source")
 
 
 @source_app.command("list")
@@ -251,7 +272,10 @@ def list_sources(ctx: typer.Context, tenant: Tenant = None) -> None:
     """The tenant's sources."""
     state = state_of(ctx)
     render.show(
-        state, state.api().get_all(f"{_base(state, tenant)}/sources"), title="Sources", columns=SOURCE_COLUMNS
+        state,
+        state.api().get_all(f"{tenant_path(state, tenant)}/sources"),
+        title="Sources",
+        columns=SOURCE_COLUMNS,
     )
 
 
@@ -259,7 +283,7 @@ def list_sources(ctx: typer.Context, tenant: Tenant = None) -> None:
 def show_source(ctx: typer.Context, source_id: SourceId, tenant: Tenant = None) -> None:
     """One source with its last preflight or handshake report."""
     state = state_of(ctx)
-    render.show(state, state.api().get(f"{_base(state, tenant)}/sources/{source_id}"), title="Source")
+    render.show(state, state.api().get(f"{tenant_path(state, tenant)}/sources/{source_id}"), title="Source")
 
 
 @source_app.command("register")
@@ -322,7 +346,7 @@ def ingest(
     if any(v is not None for v in (cursor_field, start, end)):
         body["window"] = {"cursor_field": cursor_field, "start": start, "end": end}
     state = state_of(ctx)
-    runs = state.api().post(f"{_base(state, tenant)}/sources/{source_id}/runs", json=body)["items"]
+    runs = state.api().post(f"{tenant_path(state, tenant)}/sources/{source_id}/runs", json=body)["items"]
     render.show(state, runs, title="Ingestion runs", columns=RUN_COLUMNS)
 
 
@@ -330,7 +354,7 @@ def ingest(
 def raw(ctx: typer.Context, source_id: SourceId, tenant: Tenant = None) -> None:
     """The source in Raw: tables and row counts, checkpoints, recent batches."""
     state = state_of(ctx)
-    render.show(state, state.api().get(f"{_base(state, tenant)}/sources/{source_id}/raw"), title="Raw")
+    render.show(state, state.api().get(f"{tenant_path(state, tenant)}/sources/{source_id}/raw"), title="Raw")
 
 
 @source_app.command("runs")
@@ -341,5 +365,5 @@ def runs(
 ) -> None:
     """Ingestion runs of the tenant."""
     state = state_of(ctx)
-    items = state.api().get_all(f"{_base(state, tenant)}/ingestion-runs", params={"source_id": source})
+    items = state.api().get_all(f"{tenant_path(state, tenant)}/ingestion-runs", params={"source_id": source})
     render.show(state, items, title="Ingestion runs", columns=RUN_COLUMNS)

@@ -8,7 +8,22 @@ import typer
 from typer.core import TyperGroup
 
 from keel import __version__
-from keel.cli import connectors, demo, evidence, identity, platform, rbac, render, samples, tenants
+from keel.cli import (
+    changes,
+    connectors,
+    contracts,
+    demo,
+    evidence,
+    extensions,
+    identity,
+    impact,
+    platform,
+    rbac,
+    render,
+    samples,
+    tenants,
+    tickets,
+)
 from keel.cli.client import CliError, State, read_settings, state_of
 
 
@@ -61,6 +76,13 @@ app.add_typer(evidence.app, name="evidence")
 app.add_typer(samples.app, name="sample")
 app.add_typer(connectors.connector_app, name="connector")
 app.add_typer(connectors.source_app, name="source")
+app.add_typer(contracts.app, name="contract")
+app.add_typer(changes.change_app, name="change")
+app.add_typer(changes.rollout_app, name="rollout")
+app.command("build")(changes.build)
+app.add_typer(extensions.app, name="extension")
+app.add_typer(impact.app, name="impact")
+app.add_typer(tickets.app, name="ticket")
 app.command("demo")(demo.command)
 
 

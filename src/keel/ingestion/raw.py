@@ -17,7 +17,10 @@ Bookkeeping lives next to the data, so it commits in the same transaction::
 
 ``commit_batch`` inserts a batch's rows, records the batch and moves the stream's
 state in ONE transaction: after a crash either all three happened or none did,
-which is what makes a resumed read exactly-once.
+which is what makes a resumed read exactly-once. It lands in the stream's table,
+or in one of the stream's side tables ``<table>__<suffix>`` (``side_table``; the
+drift watch's quarantine table is ``<table>__quarantine``) with the same columns,
+hashes and bookkeeping.
 
 Each operation opens the file and closes it again (DuckDB lets one process at a
 time write a file, and the API may need it between syncs); ``session()`` keeps
@@ -50,6 +53,7 @@ from keel.kernel.ids import new_id
 Kind = Literal["sync", "replay", "backfill"]
 KINDS: tuple[Kind, ...] = ("sync", "replay", "backfill")
 RESERVED_PREFIX = "_keel_"
+QUARANTINE = "quarantine"  # the side table a quarantined stream lands in (story 03a)
 
 _BOOKKEEPING = """
 CREATE SCHEMA IF NOT EXISTS raw;
@@ -65,6 +69,7 @@ CREATE TABLE IF NOT EXISTS raw._keel_state (
     updated_at TIMESTAMPTZ NOT NULL);
 """
 _NOT_NAME = re.compile(r"[^a-z0-9_]+")
+_PART = re.compile(r"[a-z0-9]+(?:_[a-z0-9]+)*")  # a name part as ``_name_part`` leaves it
 
 
 class RawBusy(Conflict):
@@ -88,6 +93,30 @@ def table_name(source_key: str, stream: str) -> str:
     double underscore between the parts cannot occur inside either.
     """
     return f"{_name_part('source_key', source_key)}__{_name_part('stream', stream)}"
+
+
+def side_table(source_key: str, stream: str, suffix: str) -> str:
+    """``<source_key>__<stream>__<suffix>``: a table of the stream's other than its Raw table.
+
+    It cannot be any stream's own table, whose name has one double underscore only.
+    """
+    return f"{table_name(source_key, stream)}__{_name_part('suffix', suffix)}"
+
+
+def quarantine_table(source_key: str, stream: str) -> str:
+    """The table a quarantined stream lands in: ``<source_key>__<stream>__quarantine``."""
+    return side_table(source_key, stream, QUARANTINE)
+
+
+def _target(source_key: str, stream: str, table: str | None) -> str:
+    """The table a batch of the stream lands in: its Raw table (``table`` None), or ``table`` when
+    that is one of the stream's side tables (named so, ``drop_source`` finds it under the source key)."""
+    own = table_name(source_key, stream)
+    if table is None or table == own:
+        return own
+    if not (table.startswith(f"{own}__") and _PART.fullmatch(table[len(own) + 2 :])):
+        raise InvalidInput("table", f"'{table}' is neither raw.{own} nor one of its side tables ({own}__…)")
+    return table
 
 
 def _name_part(field: str, text: str) -> str:
@@ -155,6 +184,7 @@ class RawStore:
         kind: Kind = "sync",
         dedupe: bool = False,
         advance_state: bool = True,
+        table: str | None = None,
     ) -> BatchResult:
         """Insert ``records``, record the batch and (``advance_state``) the stream's state, atomically.
 
@@ -164,10 +194,12 @@ class RawStore:
         the batch. A value that does not fit its column raises ``ConnectorError``
         (reason ``type``) naming the field, the 1-based record number in the batch
         and the expected type; nothing of the batch is committed then.
+        ``table`` lands the batch in one of the stream's side tables (``side_table``)
+        instead of its Raw table; the bookkeeping and the state are the stream's all the same.
         """
         if kind not in KINDS:
             raise InvalidInput("kind", f"must be one of {', '.join(KINDS)}")
-        table = table_name(source_key, stream.name)
+        table = _target(source_key, stream.name, table)
         if not isinstance(records, list | pa.Table):
             records = list(records)
         columns = staging.columns_of(records, stream.name)

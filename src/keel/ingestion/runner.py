@@ -32,6 +32,14 @@ A replay or backfill reads a ``Window`` of the cursor: from a state the connecto
 makes for the window's start (``Connector.window_state``), keeping records with
 ``start <= cursor < end``, committed with ``dedupe`` (rows Raw holds already are
 not added again) and without moving the stream's regular checkpoint.
+
+A ``gate`` (the drift watch of story 03a) sees the stream as discovered before
+anything is read, once per run, and says what the run may do with it
+(``Admission``): land as usual, ``quarantine`` (every batch lands in the
+stream's quarantine table ``raw."<table>__quarantine"`` instead, with the same
+columns and bookkeeping and committed with its checkpoint like any batch, so it
+is kept exactly once and can be released later), or ``refuse`` (nothing is
+read, the run fails, the checkpoint stays where it was).
 """
 
 from __future__ import annotations
@@ -42,7 +50,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -57,11 +65,25 @@ from keel.connectors.protocol import (
     redact,
 )
 from keel.ingestion.failures import classify
-from keel.ingestion.raw import KINDS, Kind, RawStore
+from keel.ingestion.raw import KINDS, Kind, RawStore, quarantine_table
 from keel.kernel.errors import InvalidInput
 
 DEFAULT_BATCH_SIZE = 5000
 EventSink = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What a ``gate`` lets a run do with the stream it discovered: ``land`` its batches in Raw,
+    ``quarantine`` them, or ``refuse`` to read it (the run fails with ``failure`` and ``reason``)."""
+
+    action: Literal["land", "quarantine", "refuse"] = "land"
+    failure: str = "refused"
+    reason: str = ""
+
+
+LAND = Admission()
+Gate = Callable[[Stream], Admission]
 
 
 @dataclass(frozen=True)
@@ -110,6 +132,7 @@ class SyncResult:
     transient: bool = False
     first_failure: str | None = None
     batch_ids: tuple[str, ...] = ()
+    quarantined: bool = False  # the batches landed in the quarantine table, not in Raw
 
     @property
     def ok(self) -> bool:
@@ -133,6 +156,7 @@ def sync_stream(
     on_event: EventSink | None = None,
     stream: Stream | None = None,
     dedupe: bool | None = None,
+    gate: Gate | None = None,
 ) -> SyncResult:
     """Read ``stream_name`` into ``raw`` (see the module docstring); never raises for a failed read.
 
@@ -142,6 +166,8 @@ def sync_stream(
     whose hash Raw holds already. ``on_event(kind, details)`` hears ``batch``
     (each commit) and ``retry`` (before each wait). Bad arguments (kind, a window
     the connector or the stream cannot read) raise ``InvalidInput`` before reading.
+    ``gate(stream)`` is asked once, after discovery and before the first read, what
+    the run may do (``Admission``); an exception it raises fails the attempt.
     """
     if kind not in KINDS:
         raise InvalidInput("kind", f"must be one of {', '.join(KINDS)}")
@@ -163,6 +189,7 @@ def sync_stream(
         stream=stream,
         dedupe=_dedupe(connector, window, dedupe),
         emit=on_event if on_event is not None else (lambda _kind, _details: None),
+        gate=gate,
     )
     if window is not None:
         run.resume = connector.window_state(config, stream_name, window.start, window.end)
@@ -221,6 +248,8 @@ class _Run:
     stream: Stream | None
     dedupe: bool
     emit: EventSink
+    gate: Gate | None = None
+    admission: Admission | None = None  # the gate's answer, asked once per run
     resume: dict[str, Any] | None = None  # windows: where the next attempt reads from
     rows: int = 0
     skipped: int = 0
@@ -233,7 +262,11 @@ class _Run:
             if self.stream is None:
                 self.stream = self.connector.discover(self.config).stream(self.name)
             keep = _window_filter(self.stream, self.window) if self.window else None
+            if self.admission is None:
+                self.admission = self.gate(self.stream) if self.gate is not None else LAND
             self.state = store.last_state(self.source_id, self.name)
+            if self.admission.action == "refuse":
+                return  # nothing is read; ``result`` reports the refusal
             state = self.resume if self.window else self.state
             messages = self.connector.read(self.config, self.name, state, batch_size=self.batch_size)
             try:
@@ -278,6 +311,7 @@ class _Run:
         attempt: int,
     ) -> None:
         assert self.stream is not None
+        quarantined = self.admission is not None and self.admission.action == "quarantine"
         batch = store.commit_batch(
             self.source_id,
             self.source_key,
@@ -288,6 +322,7 @@ class _Run:
             kind=self.kind,
             dedupe=self.dedupe,
             advance_state=self.window is None,
+            table=quarantine_table(self.source_key, self.stream.name) if quarantined else None,
         )
         self.rows += batch.rows
         self.skipped += batch.skipped
@@ -298,6 +333,9 @@ class _Run:
         )
 
     def result(self, attempts: int, **failure: Any) -> SyncResult:
+        admission = self.admission or LAND
+        if admission.action == "refuse" and not failure:
+            failure = {"error": admission.reason, "failure": admission.failure}
         return SyncResult(
             rows=self.rows,
             batches=len(self.batch_ids),
@@ -306,6 +344,7 @@ class _Run:
             state=self.state,
             first_failure=self.first_failure,
             batch_ids=tuple(self.batch_ids),
+            quarantined=admission.action == "quarantine",
             **failure,
         )
 

@@ -28,6 +28,11 @@ RATES = {
     "handshake_success_rate": "handshake_outcome",
     "schema_validation_pass_rate": "schema_validation_outcome",
     "connector_uptime": "connector_health_outcome",  # share of health checks that passed
+    "template_validation_success_rate": "template_validation_outcome",
+    "gdp_validation_rate": "gdp_validation_outcome",
+    "kpi_schema_validation_rate": "kpi_schema_validation_outcome",
+    "change_success_rate": "change_outcome",
+    "coverage_of_notified_assets": "notified_asset_outcome",  # impacted assets whose people were reached
 }
 COUNTERS = (
     "rollback_count",
@@ -36,8 +41,20 @@ COUNTERS = (
     "incident_count",
     "connector_failure_count",
     "ingested_records",
+    "schema_usage_count",
+    "gdp_usage_count",
+    "kpi_usage_count",
+    "drift_detection_count",
+    "extension_count",  # tenant extensions deployed (03e)
+    "extension_rollback_count",  # tenant extensions whose build failed and was undone (03e)
 )
-GAUGES = ("provisioning_time", "connection_test_latency")
+GAUGES = (
+    "provisioning_time",
+    "connection_test_latency",
+    "post_change_incident_rate",
+    "rollback_time_seconds",
+    "error_rate_during_rollout",
+)
 MEANS = ("mean_time_to_recover",)  # seconds, averaged over every recorded recovery
 
 

@@ -11,6 +11,11 @@ DE, TA), ``replay`` and ``backfill`` of a cursor window (IO, DE, TA; guardrails:
 stream must be incremental, the window at most ``replay_max_days`` wide and not in
 the future, one run per stream at a time; rows already in Raw are not added again,
 and the regular checkpoint does not move), and ``recovery`` (PA, through ``health``).
+
+A source linked to a Raw contract has each stream's discovered schema checked against
+it before anything is written (``drift.py``): the contract's drift policy lets the run
+land as usual, lands it in the stream's quarantine table (the run is QUARANTINED) or
+stops it (FAILED, failure ``drift``, checkpoint unchanged).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from keel.kernel.clock import as_utc, utcnow
 from keel.kernel.errors import Blocked, Conflict, InvalidInput, KeelError, NotFound
 from keel.kernel.ids import new_id
 from keel.observability import metrics
-from keel.onboarding import breaker, deployment, health, sources
+from keel.onboarding import breaker, deployment, drift, health, sources
 from keel.onboarding.paging import keyset
 from keel.store.tables import connectors, ingestion_runs
 
@@ -42,6 +47,7 @@ ACTIONS = {
     "backfill": "ingestion:Backfill",
 }
 EVENTS = {"replay": "ingestion.replayed", "backfill": "ingestion.backfilled"}
+QUARANTINED = "QUARANTINED"  # the run's records landed in the stream's quarantine table (drift)
 
 
 @dataclass(frozen=True)
@@ -128,9 +134,11 @@ def execute(
     started = utcnow()
     outcomes = []
     stopped: Exception | None = None
+    watch = drift.watch_for(keel, actor, plan.tenant_id, plan.source_id, plan.source_key)
     for stream, run_id in zip(plan.streams, plan.run_ids, strict=True):
+        gate = watch.gate(stream, run_id) if watch is not None else None
         try:
-            result = _sync(keel, plan, connector, config, stream, run_id, raw, retry)
+            result = _sync(keel, plan, connector, config, stream, run_id, raw, retry, gate)
         except Exception as exc:  # refused arguments (a window the stream cannot take), or a bug
             stopped = exc
             break
@@ -140,7 +148,8 @@ def execute(
     with keel.uow() as uow:
         row = deployment.load(uow.conn, plan.tenant_id, plan.connector_id, lock=True)
         for stream, run_id, result in outcomes:
-            _finish(uow, actor, plan, stream, run_id, result)
+            finding = watch.findings.get(stream) if watch is not None else None
+            _finish(uow, actor, plan, stream, run_id, result, finding)
         status, error = _not_run(stopped)
         for run_id in plan.run_ids[len(outcomes) :]:  # never left RUNNING
             _close(uow.conn, run_id, status, error=error)
@@ -180,7 +189,7 @@ def _connector_broken(result) -> bool:
     return result.error is not None and (result.transient or result.failure in CONNECTOR_FAILURES)
 
 
-def _sync(keel, plan: Plan, connector, config: dict, stream: str, run_id: str, raw: RawStore, retry):
+def _sync(keel, plan: Plan, connector, config: dict, stream: str, run_id: str, raw: RawStore, retry, gate):
     return sync_stream(
         connector,
         config,
@@ -194,6 +203,7 @@ def _sync(keel, plan: Plan, connector, config: dict, stream: str, run_id: str, r
         window=_window(plan.window),
         retry=retry,
         sleep=keel.sleep,
+        gate=gate,
     )
 
 
@@ -206,9 +216,16 @@ def _not_run(stopped: Exception | None) -> tuple[str, dict]:
     return "FAILED", {"failure": "internal_error", "message": type(stopped).__name__}
 
 
-def _finish(uow, actor: Actor, plan: Plan, stream: str, run_id: str, result) -> None:
+def _finish(uow, actor: Actor, plan: Plan, stream: str, run_id: str, result, finding=None) -> None:
     status = "SUCCEEDED" if result.error is None else "FAILED"
     error = None if result.error is None else {"failure": result.failure, "message": result.error}
+    if result.quarantined and result.error is None:
+        status = QUARANTINED
+    if finding is not None:  # the drift, its ticket and (quarantine) where the rows are
+        if status == QUARANTINED or result.failure == "drift":
+            error = finding.error(result.rows)
+        elif error is not None and result.quarantined:  # failed later: its batches so far are kept there
+            error["quarantine_table"] = finding.table
     uow.conn.execute(
         ingestion_runs.update()
         .where(ingestion_runs.c.id == run_id)
@@ -222,8 +239,12 @@ def _finish(uow, actor: Actor, plan: Plan, stream: str, run_id: str, result) -> 
             finished_at=utcnow(),
         )
     )
-    metrics.record(uow.conn, "ingested_records", result.rows, plan.tenant_id)
-    event = EVENTS.get(plan.kind, "ingestion.completed") if status == "SUCCEEDED" else "ingestion.failed"
+    if status != QUARANTINED:  # quarantined records are kept, but not in Raw
+        metrics.record(uow.conn, "ingested_records", result.rows, plan.tenant_id)
+    event = {
+        "SUCCEEDED": EVENTS.get(plan.kind, "ingestion.completed"),
+        QUARANTINED: "ingestion.quarantined",
+    }.get(status, "ingestion.failed")
     uow.record(
         event,
         actor_id=actor.user_id,
@@ -238,6 +259,7 @@ def _finish(uow, actor: Actor, plan: Plan, stream: str, run_id: str, result) -> 
         attempts=result.attempts,
         window=plan.window,
         failure=result.failure,
+        **({"quarantine_table": finding.table} if finding is not None and result.quarantined else {}),
     )
     if plan.window is not None:  # a guarded operator action: its receipt names who, what and the outcome
         now = utcnow()
@@ -409,6 +431,7 @@ def run_view(row) -> dict:
         "rows": row.rows,
         "batches": row.batches,
         "skipped_duplicates": row.skipped,
+        "quarantined": row.rows if row.status == QUARANTINED else 0,
         "attempts": row.attempts,
         "error": row.error,
         "started_by": row.started_by,

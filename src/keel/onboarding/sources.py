@@ -12,6 +12,12 @@ Lifecycle::
 Only a READY source is ingested. Receipts: ``source.onboarding`` (source, status,
 onboarded_by, validated_by, timestamp) and ``connector.handshake`` (connector,
 handshake, schema_check, validated_by, status).
+
+A source may be linked to a Raw contract (03a): in its request, or later by its Data
+Engineer or Tenant Admin (``link_raw_contract``). The handshake then checks each stream
+against the contract's dataset for it, and every ingestion run watches for drift
+(``drift.py``); ``expected_schemas`` serve the streams the contract does not cover and
+sources without a contract.
 """
 
 from __future__ import annotations
@@ -22,13 +28,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from keel.authz.engine import Resource
+from keel.contracts.registry import record_usage
 from keel.evidence import receipts
 from keel.identity.actor import Actor
 from keel.kernel.clock import as_utc, utcnow
 from keel.kernel.errors import Conflict, InvalidInput, NotFound
 from keel.kernel.ids import new_id
 from keel.observability import metrics
-from keel.onboarding import deployment, preflight
+from keel.onboarding import deployment, drift, preflight
 from keel.onboarding.paging import keyset
 from keel.onboarding.probe import ProbeReport, probe
 from keel.onboarding.schema_check import check_expected
@@ -53,6 +60,7 @@ def request(
     justification: str,
     connector_id: str | None = None,
     expected_schemas: dict | None = None,
+    raw_contract: str | None = None,
 ) -> dict:
     with keel.uow() as uow:
         keel.authorize(uow, actor, "source:Request", resource(tenant_id, "new"))
@@ -74,6 +82,9 @@ def request(
             raise InvalidInput(f"expected_schemas.{unknown[0]}", "is not one of the requested streams")
         if connector_id is not None:
             deployment.load(uow.conn, tenant_id, connector_id)
+        link = None
+        if raw_contract is not None:
+            link = drift.check_link(uow.conn, tenant_id, raw_contract, key, streams, field="raw_contract")
         taken = uow.conn.execute(
             sa.select(sources.c.id).where(
                 sources.c.tenant_id == tenant_id, sa.or_(sources.c.name == name, sources.c.key == key)
@@ -92,6 +103,7 @@ def request(
                 connector_id=connector_id or "",
                 streams=list(streams),
                 expected_schemas=expected,
+                raw_contract_id=link.contract_id if link else None,
                 justification=justification or "",
                 status="REQUESTED",
                 requested_by=actor.user_id,
@@ -106,7 +118,38 @@ def request(
             source_id=source_id,
             name=name,
             streams=list(streams),
+            raw_contract=link.key if link else None,
         )
+        if link is not None:
+            record_usage(uow.conn, link.contract_id, "raw", tenant_id, "source")
+        uow.commit()
+        return view(load(uow.conn, tenant_id, source_id))
+
+
+def link_raw_contract(keel, actor: Actor, tenant_id: str, source_id: str, raw_contract: str) -> dict:
+    """DE or TA: check the source's streams against Raw contract ``raw_contract`` from now on.
+
+    The contract must be a raw one, global or the tenant's, with a published version and a
+    dataset for one of the source's streams. Runs check the version the tenant runs then.
+    """
+    with keel.uow() as uow:
+        keel.authorize(uow, actor, "source:Request", resource(tenant_id, source_id))
+        row = load(uow.conn, tenant_id, source_id, lock=True)
+        deployment.require_active_tenant(uow.conn, tenant_id)
+        if row.status == "BLOCKED":
+            raise Conflict(f"source '{row.name}' is BLOCKED; the tenant requests it again", state=row.status)
+        link = drift.check_link(uow.conn, tenant_id, raw_contract, row.key, row.streams, field="raw_contract")
+        _update(uow.conn, row, raw_contract_id=link.contract_id)
+        uow.record(
+            "source.raw_contract.linked",
+            actor_id=actor.user_id,
+            tenant_id=tenant_id,
+            source_id=row.id,
+            raw_contract=link.key,
+            previous=row.raw_contract_id,
+        )
+        if link.contract_id != row.raw_contract_id:
+            record_usage(uow.conn, link.contract_id, "raw", tenant_id, "source")
         uow.commit()
         return view(load(uow.conn, tenant_id, source_id))
 
@@ -224,6 +267,7 @@ def _probe_step(keel, actor: Actor, tenant_id: str, source_id: str, *, step: str
             )
         problems = deployment.secret_problems(keel, uow.conn, connector) if step == "handshake" else []
         config = None if problems else deployment.runtime_config(keel, uow.conn, connector)
+        expected = _expected_schemas(uow.conn, row) if step == "handshake" else None
     if problems:
         report = ProbeReport(failure="credential_use", message="; ".join(problems))
     else:
@@ -231,7 +275,7 @@ def _probe_step(keel, actor: Actor, tenant_id: str, source_id: str, *, step: str
             deployment.instance(keel, connector),
             config,
             streams=row.streams,
-            expected=row.expected_schemas if step == "handshake" else None,
+            expected=expected,
             test_records=TEST_RECORDS if step == "preflight" else 0,
         )
     with keel.uow() as uow:
@@ -253,6 +297,15 @@ def _probe_step(keel, actor: Actor, tenant_id: str, source_id: str, *, step: str
             _finish_handshake(uow, actor, row, connector, report, result, now)
         uow.commit()
         return view(load(uow.conn, tenant_id, source_id))
+
+
+def _expected_schemas(conn: Connection, row) -> dict:
+    """What the handshake checks each stream against: its Raw contract dataset, if the source has
+    a contract with one, else the stream's ``expected_schemas``."""
+    if not row.raw_contract_id:
+        return row.expected_schemas
+    link = drift.resolve(conn, row.tenant_id, row.raw_contract_id, field="raw_contract")
+    return {**row.expected_schemas, **drift.expected_schemas(link, row.key, row.streams)}
 
 
 def _finish_preflight(uow, actor, row, connector, report: ProbeReport, result: dict, now) -> None:
@@ -383,6 +436,7 @@ def view(row) -> dict:
         "connector_id": row.connector_id or None,
         "streams": row.streams,
         "expected_schemas": row.expected_schemas,
+        "raw_contract": row.raw_contract_id,
         "justification": row.justification,
         "status": row.status,
         "requested_by": row.requested_by,

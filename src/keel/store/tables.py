@@ -366,6 +366,7 @@ sources = Table(
     Column("connector_id", String(40), nullable=False),
     Column("streams", JSON, nullable=False),  # stream names to ingest
     Column("expected_schemas", JSON, nullable=False),  # stream -> {column: type}; the Raw contract seam
+    Column("raw_contract_id", String(128)),  # the Raw contract its streams are checked against (03a)
     Column("justification", Text, nullable=False),
     Column("status", String(20), nullable=False),
     Column("requested_by", String(40), nullable=False),
@@ -411,4 +412,213 @@ notifications = Table(
     Column("channel", String(20), nullable=False),
     Column("status", String(20), nullable=False),
     _ts("created_at", False),
+)
+
+# -- schema contracts (issue 4: 00c, 03a-03g) ---------------------------------------------------
+
+# One row per version of a contract. A contract id is unique across the platform; a
+# tenant-scoped contract (a tenant's own Raw contract, a tenant extension) carries its tenant.
+contract_versions = Table(
+    "contract_versions",
+    metadata,
+    Column("contract_id", String(128), primary_key=True),
+    Column("version", String(40), primary_key=True),
+    Column("tenant_id", String(40), index=True),  # None: a global contract
+    Column("layer", String(8), nullable=False),  # raw, gdp, kpi
+    Column("name", String(200), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("document", JSON, nullable=False),  # the document exactly as imported
+    Column("document_sha256", String(64), nullable=False),
+    Column("based_on", JSON, nullable=False),  # ["ID@VERSION", ...] resolved at registration
+    Column("template", Boolean, nullable=False),  # seeded with Keel (00c)
+    Column("drafted_by", String(40), nullable=False),
+    Column("registered_by", String(40)),
+    Column("validated_by", String(40)),
+    Column("compliance_by", String(40)),
+    Column("published_by", String(40)),
+    Column("validation", JSON),  # {"passed", "problems", "compatibility"} of the SS validation
+    Column("compliance", JSON),  # {"passed", "problems", "findings_sha256"} of the CO review
+    Column("reason", Text),  # why it was rejected, deprecated or retired
+    _ts("created_at", False),
+    _ts("updated_at", False),
+    _ts("published_at"),
+)
+
+# Column-level lineage of a contract version: target column <- source column.
+contract_lineage = Table(
+    "contract_lineage",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("contract_id", String(128), nullable=False),
+    Column("version", String(40), nullable=False),
+    Column("target", String(300), nullable=False),  # layer.table.column
+    Column("source", String(300), nullable=False),  # layer.table.column
+    Index("ix_contract_lineage_version", "contract_id", "version"),
+)
+
+# Which version of a contract each tenant runs (safe rollout moves these, stage by stage).
+tenant_contracts = Table(
+    "tenant_contracts",
+    metadata,
+    Column("tenant_id", String(40), primary_key=True),
+    Column("contract_id", String(128), primary_key=True),
+    Column("version", String(40), nullable=False),
+    Column("previous_version", String(40)),
+    Column("rollout_id", String(40)),
+    _ts("updated_at", False),
+)
+
+# Review tickets opened by the registry: schema drift (03a), incomplete impact graphs (03g).
+review_tickets = Table(
+    "review_tickets",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(40), index=True),
+    Column("kind", String(30), nullable=False),  # drift, impact_graph
+    Column("subject", String(300), nullable=False),
+    Column("details", JSON, nullable=False),
+    Column("status", String(20), nullable=False),  # OPEN, RESOLVED
+    Column("opened_by", String(40), nullable=False),
+    Column("resolved_by", String(40)),
+    _ts("opened_at", False),
+    _ts("resolved_at"),
+)
+
+# Who consumes contracts beyond other contracts: dashboards, published KPI views, workflows,
+# exports (03g). Impact analysis reads them; issue 5 and the workflow engine register theirs.
+contract_consumers = Table(
+    "contract_consumers",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(40), index=True),  # None: a platform-wide consumer
+    Column("kind", String(20), nullable=False),  # dashboard, kpi_view, workflow, report, export
+    Column("name", String(200), nullable=False),
+    Column("depends_on", JSON, nullable=False),  # contract ids
+    Column("recipients", JSON, nullable=False),  # user ids told about changes
+    Column("created_by", String(40), nullable=False),
+    _ts("created_at", False),
+)
+
+# A tenant's schema change request (03d), from request to rollout.
+change_requests = Table(
+    "change_requests",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(40), nullable=False, index=True),
+    Column("contract_id", String(128), nullable=False),
+    Column("base_version", String(40), nullable=False),
+    Column("proposed_version", String(40)),  # the registered version that carries the change
+    Column("change", JSON, nullable=False),  # what changes, e.g. {"summary": "add field payment_terms"}
+    Column("justification", Text, nullable=False),
+    Column("rollback_plan", Text),
+    Column("status", String(24), nullable=False),
+    Column("risk", String(10)),  # low, medium, high (SS)
+    Column("impact", JSON),  # the impact analysis attached by the SS (03g)
+    Column("recommendation", Text),
+    Column("clarification", Text),  # what the SS asks when the request is incomplete
+    Column("requested_by", String(40), nullable=False),
+    Column("validated_by", String(40)),
+    Column("approved_by", String(40)),
+    Column("scheduled_by", String(40)),
+    _ts("window_start"),
+    _ts("window_end"),
+    Column("rollout_id", String(40)),
+    _ts("created_at", False),
+    _ts("updated_at", False),
+)
+
+# A tenant's namespaced fields on a published contract (03e).
+contract_extensions = Table(
+    "contract_extensions",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(40), nullable=False, index=True),
+    Column("contract_id", String(128), nullable=False),
+    Column("base_version", String(40), nullable=False),
+    Column("namespace", String(40), nullable=False),
+    Column("fields", JSON, nullable=False),  # [{name, type, expression, classification, pii, required}]
+    Column("business_case", Text, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("problems", JSON),
+    Column("proposed_by", String(40), nullable=False),
+    Column("checked_by", String(40)),
+    Column("applied_by", String(40)),
+    _ts("created_at", False),
+    _ts("updated_at", False),
+)
+
+# A staged rollout of a contract version (03f): stages, rollback conditions, what was measured.
+rollouts = Table(
+    "rollouts",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("change_id", String(40)),
+    Column("contract_id", String(128), nullable=False),
+    Column("from_version", String(40), nullable=False),
+    Column("to_version", String(40), nullable=False),
+    Column("stages", JSON, nullable=False),  # [{"name", "tenants": [...]}]
+    Column("conditions", JSON, nullable=False),  # [{"signal", "op", "limit", "baseline"}]
+    Column("status", String(20), nullable=False),
+    Column("current_stage", Integer, nullable=False),
+    Column("readiness_by", String(40)),  # the SS's readiness sign-off
+    Column("started_by", String(40), nullable=False),
+    Column("measurements", JSON, nullable=False),  # per stage: per tenant signals
+    Column("reason", Text),
+    Column("rollback_seconds", JSON),
+    _ts("created_at", False),
+    _ts("updated_at", False),
+    _ts("finished_at"),
+)
+
+# Every delivery attempt of a notification, per recipient and channel (03g).
+notification_deliveries = Table(
+    "notification_deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("message_id", String(40), nullable=False, index=True),
+    Column("subject_id", String(200), nullable=False, index=True),  # a change, rollout or contract
+    Column("tenant_id", String(40)),
+    Column("recipient_id", String(40), nullable=False),
+    Column("channel", String(20)),
+    Column("status", String(10), nullable=False),  # sent, failed, skipped
+    Column("detail", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    _ts("attempted_at", False),
+)
+
+# Sign-offs recorded against a change (03g step 4).
+signoffs = Table(
+    "signoffs",
+    metadata,
+    Column("subject_id", String(200), primary_key=True),
+    Column("user_id", String(40), primary_key=True),
+    Column("roles", JSON, nullable=False),
+    Column("decision", String(10), nullable=False),  # approve, reject
+    Column("note_sha256", String(64)),
+    _ts("recorded_at", False),
+)
+
+# Every build of a tenant's GDP table or KPI (the pipeline seam; issue 5 grows it): what was built
+# from which contract version, how many rows, type errors and constraint failures, how long it took.
+pipeline_runs = Table(
+    "pipeline_runs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(40), nullable=False, index=True),
+    Column("layer", String(8), nullable=False),
+    Column("name", String(80), nullable=False),  # the view's name: invoice, kpi_dso
+    Column("contract", String(200), nullable=False),  # ID@VERSION that drove the build
+    Column("version", String(40), nullable=False),
+    Column("table_name", String(200), nullable=False),
+    Column("inputs", JSON, nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("error_rows", BigInteger, nullable=False),
+    Column("dq_failures", BigInteger, nullable=False),
+    Column("duration_seconds", JSON, nullable=False),
+    Column("error", Text),
+    Column("purpose", String(20), nullable=False),  # build, dry_run, rollout, baseline
+    Column("run_by", String(40), nullable=False),
+    _ts("started_at", False),
+    _ts("finished_at", False),
+    Index("ix_pipeline_runs_tenant_name", "tenant_id", "layer", "name", "version"),
 )

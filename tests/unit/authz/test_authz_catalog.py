@@ -24,6 +24,10 @@ def test_change_actions_carry_a_kind_and_known_phases():
         "schema:Approve": ("schema", "approve"),
         "schema:Publish": ("schema", "deploy"),
         "schema:Deploy": ("schema", "deploy"),
+        "schema:Validate": ("schema", "approve"),
+        "schema:ReviewCompliance": ("schema", "approve"),
+        "schema:ApproveChange": ("schema", "approve"),
+        "schema:ReadyRollout": ("schema", "approve"),
         "kpi:Draft": ("kpi", "draft"),
         "kpi:Approve": ("kpi", "approve"),
         "kpi:Publish": ("kpi", "deploy"),
@@ -82,6 +86,7 @@ def test_the_integration_operator_replays_backfills_and_reruns_but_changes_no_po
         "ingestion:Replay",
         "ingestion:Backfill",
         "ingestion:Rerun",
+        "pipeline:Run",  # builds GDP tables and KPIs from published contracts: a job, no policy
     }
 
 
@@ -100,3 +105,11 @@ def test_requirement_names_the_matrix_cell():
 
 def test_auditing_a_decommissioning_is_the_auditors_alone():
     assert {p.value for p in Persona if "tenant:AuditDecommissioning" in actions_granted(p)} == {"AU"}
+
+
+def test_review_tickets_are_read_by_all_and_resolved_by_the_schema_steward_and_the_oe_alone():
+    holders = {
+        name: {p.value for p in Persona if name in actions_granted(p)}
+        for name in ("ticket:Read", "ticket:Resolve")
+    }
+    assert holders == {"ticket:Read": {p.value for p in Persona}, "ticket:Resolve": {"SS", "SRE"}}

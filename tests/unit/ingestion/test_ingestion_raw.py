@@ -15,7 +15,7 @@ import pytest
 from keel.connectors import ConnectorError, Stream
 from keel.dataplane.duckdb_store import TenantDataPlanes
 from keel.ingestion.hashing import record_hash
-from keel.ingestion.raw import RawBusy, RawStore, table_name
+from keel.ingestion.raw import RawBusy, RawStore, quarantine_table, side_table, table_name
 from keel.kernel.errors import Conflict, InvalidInput, NotFound
 
 SOURCE = "SRC-20261127-ERP00001"
@@ -274,6 +274,50 @@ def test_dropping_a_source_removes_its_tables_and_bookkeeping_only(raw: RawStore
     assert (raw.last_state(SOURCE, "Orders"), raw.batches(SOURCE)) == (None, [])
     assert [t["table"] for t in raw.tables()] == ["raw.crm__orders"]
     assert raw.last_state("SRC-CRM", "Orders") == {"c": 1}
+
+
+def test_a_batch_lands_in_a_side_table_with_the_raw_columns_hashes_bookkeeping_and_state(
+    raw: RawStore,
+) -> None:
+    side = quarantine_table("erp", "Orders")
+    records = [order(1), order(2)]
+    first = commit(raw, records, {"cursor": 2}, table=side)
+    again = commit(raw, [order(2), order(3)], {"cursor": 3}, table=side, dedupe=True)
+
+    assert (side, side_table("erp", "Orders", "Quarantine")) == ("erp__orders__quarantine",) * 2
+    assert ((first.rows, first.skipped), (again.rows, again.skipped)) == ((2, 0), (1, 1))
+    assert [t["table"] for t in raw.tables()] == ["raw.erp__orders__quarantine"]  # none in raw.erp__orders
+    assert query(raw, f"SELECT _keel_source, _keel_record_hash, id FROM raw.{side} ORDER BY id") == [
+        (SOURCE, record_hash(record), n) for n, record in enumerate([*records, order(3)], 1)
+    ]
+    columns = query(raw, f"SELECT column_name FROM duckdb_columns() WHERE table_name = '{side}'")
+    keel = ["_keel_batch_id", "_keel_source", "_keel_ingested_at", "_keel_record_hash"]
+    assert [c for (c,) in columns] == keel + list(ORDERS.json_schema["properties"])
+    assert raw.last_state(SOURCE, "Orders") == {"cursor": 3}
+    assert [b["batch_id"] for b in raw.batches(SOURCE, "Orders")] == [again.batch_id, first.batch_id]
+    assert raw.drop_source(SOURCE, "erp") == [side]
+
+
+def test_a_value_of_the_wrong_type_in_a_side_table_commits_nothing_of_the_batch(raw: RawStore) -> None:
+    side = quarantine_table("erp", "Orders")
+    with pytest.raises(ConnectorError) as raised:
+        commit(raw, [order(1), order(2, id="two")], {"cursor": 2}, table=side)
+
+    assert (raised.value.fields["field"], raised.value.fields["row"]) == ("id", 2)
+    assert (raw.tables(), raw.batches(SOURCE), raw.last_state(SOURCE, "Orders")) == ([], [], None)
+
+
+@pytest.mark.parametrize(
+    "table", ["crm__orders__quarantine", "erp__orders_quarantine", "erp__orders__", "erp__orders__Quarantine",
+              "erp__orders____x", "_keel_batches", "erp__lines"],
+)  # fmt: skip
+def test_a_table_that_is_neither_the_streams_nor_one_of_its_side_tables_is_invalid(
+    raw: RawStore, table: str
+) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        commit(raw, [order(1)], table=table)
+    assert raised.value.fields["field"] == "table"
+    assert raw.tables() == []
 
 
 def test_a_tenant_without_a_data_plane_is_not_found(tmp_path: Path) -> None:

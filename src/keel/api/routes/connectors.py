@@ -11,6 +11,7 @@ from keel.api.models import (
     ConnectorDeploy,
     ConnectorUpgrade,
     IngestionStart,
+    SourceRawContract,
     SourceRegister,
     SourceRequest,
     SourceValidation,
@@ -146,6 +147,17 @@ def list_sources(
 @router.get(T + "/sources/{source_id}")
 def get_source(tenant_id: str, source_id: str, actor=Depends(current_actor), keel=Depends(get_keel)):
     return sources.get(keel, actor, tenant_id, source_id)
+
+
+@router.put(T + "/sources/{source_id}/raw-contract")
+def link_raw_contract(
+    tenant_id: str,
+    source_id: str,
+    body: SourceRawContract,
+    actor=Depends(current_actor),
+    keel=Depends(get_keel),
+):
+    return sources.link_raw_contract(keel, actor, tenant_id, source_id, body.raw_contract)
 
 
 @router.post(T + "/sources/{source_id}/registration")

@@ -1,0 +1,252 @@
+"""A tenant's GDP tables and KPIs built from the contract versions it runs (the pipeline seam).
+
+For one GDP contract version: every dataset is built from its checked mapping into
+its versioned table (``keel.pipeline``), then every published KPI contract based on
+exactly that version is built from it. ``activate`` then points the tenant's views at
+those builds; builds of other versions stay untouched, which is what lets a rollout
+(``rollout.py``) return a tenant to its last known good state exactly. Issue 5's
+pipeline runs (incremental, scheduled, recorded) grow from here.
+
+Data-plane work runs outside any store transaction; callers record its outcome in a
+unit of work of their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from keel.authz.engine import Resource
+from keel.contracts import records, rules
+from keel.contracts.kpi_sql import KpiPlan, validate_kpi
+from keel.contracts.mapping import MappingPlan, validate_mapping
+from keel.contracts.model import Contract, Dataset, Layer, Status, Version
+from keel.kernel.errors import Conflict, InvalidInput
+from keel.kernel.ids import new_id
+from keel.pipeline import (
+    DuckDBEngine,
+    MaterializationFailed,
+    RunResult,
+    activate,
+    active,
+    materialize_gdp,
+    materialize_kpi,
+)
+from keel.pipeline.naming import safe_name
+from keel.store.tables import contract_versions, pipeline_runs
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What building one contract version for a tenant means: its datasets' mappings and the KPI
+    versions computed from them (for a KPI contract: that KPI alone, over its GDP version)."""
+
+    contract: Contract
+    datasets: tuple[tuple[Dataset, MappingPlan], ...] = ()
+    kpis: tuple[tuple[Contract, KpiPlan, str], ...] = ()  # (KPI contract, plan, GDP version it reads)
+
+
+@dataclass
+class Build:
+    """The runs of one build: ``views`` maps ``(layer, name)`` to the version built for it."""
+
+    runs: list[RunResult] = field(default_factory=list)
+    views: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    @property
+    def gdp_runs(self) -> list[RunResult]:
+        return [r for r in self.runs if r.layer == "gdp"]
+
+
+def plan_for(conn, contract_id: str, version: str) -> Plan:
+    """The checked plans of a contract version (and, for GDP, of the KPIs published on it)."""
+    row = records.load(conn, contract_id, version)
+    contract = records.with_resolved_refs(records.contract_of(row), row.based_on)
+    context = records.context_for(conn, row)
+    if contract.layer is Layer.KPI:
+        return Plan(contract, kpis=(_kpi(contract, context),))
+    if contract.layer is not Layer.GDP:
+        return Plan(contract)
+    sources = rules.source_tables(contract, context)
+    datasets = tuple(
+        (d, validate_mapping(d.mapping_sql or "", d, sources, contract=contract.key))
+        for d in contract.datasets
+    )
+    return Plan(contract, datasets=datasets, kpis=tuple(_kpis_on(conn, contract)))
+
+
+def build(keel, tenant_id: str, plan: Plan) -> Build:
+    """Build every table of ``plan`` in the tenant's data plane, without activating anything."""
+    engine = DuckDBEngine(keel.dataplanes.database_path(tenant_id))
+    done = Build()
+    for dataset, mapping in plan.datasets:
+        result = materialize_gdp(engine, plan.contract, dataset, mapping)
+        done.runs.append(result)
+        done.views[("gdp", result.name)] = result.version
+    for kpi, kpi_plan, gdp_version in plan.kpis:
+        result = materialize_kpi(engine, kpi, kpi_plan, gdp_version)
+        done.runs.append(result)
+        done.views[("kpi", result.name)] = result.version
+    return done
+
+
+def activate_views(
+    keel, tenant_id: str, views: dict[tuple[str, str], str]
+) -> dict[tuple[str, str], str | None]:
+    """Point the tenant's views at ``views``; returns what each pointed at before (None: nothing)."""
+    engine = DuckDBEngine(keel.dataplanes.database_path(tenant_id))
+    before = {}
+    with engine.transaction():
+        for (layer, name), version in views.items():
+            before[(layer, name)] = active(engine, layer, name)
+            activate(engine, layer, name, version)
+    return before
+
+
+def views_of(plan: Plan) -> list[tuple[str, str]]:
+    """The ``(layer, name)`` views a plan builds (names as the pipeline spells them)."""
+    views = [("gdp", safe_name(d.name, "dataset")) for d, _ in plan.datasets]
+    return views + [("kpi", safe_name(k.id, "contract")) for k, _, _ in plan.kpis]
+
+
+def _kpi(contract: Contract, context: rules.Context) -> tuple[Contract, KpiPlan, str]:
+    gdp = rules.gdp_tables(contract, context)
+    kpi_plan = validate_kpi(contract.kpi, gdp, contract=contract.key)
+    base = next(r for r in contract.based_on if context.resolve(r) and context.resolve(r).layer is Layer.GDP)
+    return contract, kpi_plan, str(base.version)
+
+
+def _kpis_on(conn, gdp: Contract):
+    """The newest published version of each KPI contract based on exactly this GDP version."""
+    key = gdp.key
+    newest: dict[str, object] = {}
+    rows = conn.execute(
+        sa.select(contract_versions).where(
+            contract_versions.c.layer == Layer.KPI.value, contract_versions.c.status == Status.PUBLISHED.value
+        )
+    )
+    for row in rows:
+        if key in row.based_on:
+            best = newest.get(row.contract_id)
+            if best is None or Version.parse(best.version) < Version.parse(row.version):
+                newest[row.contract_id] = row
+    for row in sorted(newest.values(), key=lambda r: r.contract_id):
+        kpi = records.with_resolved_refs(records.contract_of(row), row.based_on)
+        yield _kpi(kpi, records.context_for(conn, row))
+
+
+def record_runs(conn, tenant_id: str, runs: list[RunResult], *, purpose: str, run_by: str) -> None:
+    """Keep each run in the control plane: the baselines rollouts compare against, and the record
+    of what was built from which contract version."""
+    for run in runs:
+        conn.execute(
+            pipeline_runs.insert().values(
+                id=new_id("PLR"),
+                tenant_id=tenant_id,
+                layer=run.layer,
+                name=run.name,
+                contract=run.contract,
+                version=run.version,
+                table_name=run.table,
+                inputs=list(run.inputs),
+                rows=run.rows,
+                error_rows=run.error_rows,
+                dq_failures=run.dq_failures,
+                duration_seconds=run.duration_seconds,
+                error=run.error,
+                purpose=purpose,
+                run_by=run_by,
+                started_at=run.started_at,
+                finished_at=run.finished_at,
+            )
+        )
+
+
+def last_run(conn, tenant_id: str, layer: str, name: str, version: str) -> RunResult | None:
+    """The newest successful recorded run of one version of a tenant's table, as a RunResult."""
+    row = conn.execute(
+        sa.select(pipeline_runs)
+        .where(
+            pipeline_runs.c.tenant_id == tenant_id,
+            pipeline_runs.c.layer == layer,
+            pipeline_runs.c.name == name,
+            pipeline_runs.c.version == version,
+            pipeline_runs.c.error.is_(None),
+        )
+        .order_by(pipeline_runs.c.finished_at.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    return RunResult(
+        layer=row.layer,
+        name=row.name,
+        version=row.version,
+        table=row.table_name,
+        contract=row.contract,
+        inputs=tuple(row.inputs),
+        rows=row.rows,
+        error_rows=row.error_rows,
+        dq_failures=row.dq_failures,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        duration_seconds=float(row.duration_seconds),
+    )
+
+
+def run_view(run: RunResult) -> dict:
+    return {
+        "layer": run.layer,
+        "name": run.name,
+        "version": run.version,
+        "table": run.table,
+        "contract": run.contract,
+        "rows": run.rows,
+        "error_rows": run.error_rows,
+        "dq_failures": run.dq_failures,
+        "duration_seconds": round(run.duration_seconds, 6),
+        "error": run.error,
+    }
+
+
+def build_tenant(keel, actor, tenant_id: str, schema_id: str) -> dict:
+    """Build and activate the version of ``schema_id`` the tenant runs (with the KPIs on it)."""
+    from keel.contracts.lifecycle import active_version
+    from keel.tenants.service import load_tenant
+
+    with keel.uow() as uow:
+        keel.authorize(uow, actor, "pipeline:Run", Resource("pipeline", schema_id, tenant=tenant_id))
+        if load_tenant(uow.conn, tenant_id).status != "ACTIVE":
+            raise Conflict("the tenant is not ACTIVE: its pipelines are on hold", tenant_id=tenant_id)
+        version = active_version(uow.conn, tenant_id, schema_id)
+        if version is None:
+            raise InvalidInput("schema_id", f"'{schema_id}' has no published version the tenant runs")
+        plan = plan_for(uow.conn, schema_id, version)
+    try:
+        done = build(keel, tenant_id, plan)
+    except MaterializationFailed as failed:
+        with keel.uow() as uow:
+            record_runs(uow.conn, tenant_id, [failed.result], purpose="build", run_by=actor.user_id)
+            uow.record(
+                "pipeline.run.failed",
+                actor_id=actor.user_id,
+                tenant_id=tenant_id,
+                contract=plan.contract.key,
+                table=failed.result.table,
+            )
+            uow.commit()
+        raise
+    activate_views(keel, tenant_id, done.views)
+    with keel.uow() as uow:
+        record_runs(uow.conn, tenant_id, done.runs, purpose="build", run_by=actor.user_id)
+        uow.record(
+            "pipeline.run.completed",
+            actor_id=actor.user_id,
+            tenant_id=tenant_id,
+            contract=plan.contract.key,
+            tables=[r.table for r in done.runs],
+            rows=sum(r.rows for r in done.runs),
+        )
+        uow.commit()
+    return {"schema_id": schema_id, "version": version, "runs": [run_view(r) for r in done.runs]}
