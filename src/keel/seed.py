@@ -168,18 +168,6 @@ def write_credentials(keel, credentials: dict[str, str]) -> None:
 
 # -- sample sources for the demo tenant (issue 3) -----------------------------------------------
 
-DEMO_INVOICES_CONTRACT = {
-    "row_id": "integer",
-    "invoice_id": "string",
-    "customer_id": "string",
-    "issued_at": "date",
-    "due_at": "date",
-    "currency": "string",
-    "amount_net": "decimal",
-    "status": "string",
-    "updated_at": "date-time",
-}
-
 
 def onboard_sample_sources(keel, result: SeedResult, tenant_id: str, slug: str = "acme", *, crm=None) -> None:
     """The sample ERP (a SQLite file under KEEL_HOME) and, when it runs, the sample CRM, each taken
@@ -188,13 +176,21 @@ def onboard_sample_sources(keel, result: SeedResult, tenant_id: str, slug: str =
     directory.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{directory / 'erp.db'}"
     erp.write(erp.ErpSpec(), url, replace=True)
-    sources = [("ERP", "erp-sql", {"url": url}, {"invoices": DEMO_INVOICES_CONTRACT})]
+    # Each source is watched against its shipped Raw contract (03a drift), which the handshake checks.
+    sources = [("ERP", "erp-sql", {"url": url}, "RAW-ERP")]
     if crm is not None:
         auth = {"type": "bearer", "token": crm.api_key}
-        sources.append(("CRM", "crm-http", {"base_url": crm.url, "auth": auth}, {}))
-    for name, template, config, expected in sources:
+        sources.append(("CRM", "crm-http", {"base_url": crm.url, "auth": auth}, "RAW-CRM"))
+    for name, template, config, contract in sources:
         runs = onboard_source(
-            keel, tenant_id, slug, name=name, template=template, config=config, expected=expected
+            keel,
+            tenant_id,
+            slug,
+            name=name,
+            template=template,
+            config=config,
+            expected={},
+            raw_contract=contract,
         )
         rows = sum(r["rows"] for r in runs)
         result.steps.append(
@@ -204,7 +200,15 @@ def onboard_sample_sources(keel, result: SeedResult, tenant_id: str, slug: str =
 
 
 def onboard_source(
-    keel, tenant_id: str, slug: str, *, name: str, template: str, config: dict, expected: dict
+    keel,
+    tenant_id: str,
+    slug: str,
+    *,
+    name: str,
+    template: str,
+    config: dict,
+    expected: dict,
+    raw_contract: str | None = None,
 ):
     pa, sa_ = actor_for(keel, email_for(Persona.PA)), actor_for(keel, email_for(Persona.SA))
     de, io = actor_for(keel, email_for(Persona.DE, slug)), actor_for(keel, email_for(Persona.IO, slug))
@@ -223,6 +227,7 @@ def onboard_source(
         connector_id=cid,
         justification="demo: the finance KPIs need it",
         expected_schemas=expected,
+        raw_contract=raw_contract,
     )
     sid = source["source_id"]
     sources.register(keel, pa, tenant_id, sid)
