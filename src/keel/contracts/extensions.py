@@ -157,22 +157,28 @@ def check(keel, actor: Actor, tenant_id: str, extension_id: str) -> dict:
         row = _load(uow.conn, tenant_id, extension_id, lock=True)
         keel.authorize(uow, actor, "schema:Validate", resource(tenant_id, extension_id, row))
         _require(row, (PROPOSED,), "checked")
-        problems = _problems(uow.conn, row)
-        status = xr.verdict(problems)
-        found = [p.as_dict() for p in problems]
-        _update(uow.conn, row, status=status, problems=found, checked_by=actor.user_id)
-        uow.record(
-            CHECK_EVENTS[status],
-            actor_id=actor.user_id,
-            tenant_id=tenant_id,
-            extension_id=extension_id,
-            schema_id=row.contract_id,
-            version=row.base_version,
-            namespace=row.namespace,
-            problems=found,
-        )
+        _record_verdict(uow, actor, row, _problems(uow.conn, row), checked_by=actor.user_id)
         uow.commit()
         return view(_load(uow.conn, tenant_id, extension_id))
+
+
+def _record_verdict(uow, actor: Actor, row, problems, *, at: str | None = None, **who) -> str:
+    """The checks' verdict on ``row``, stored with its problems and evidenced; the new status."""
+    status = xr.verdict(problems)
+    found = [p.as_dict() for p in problems]
+    _update(uow.conn, row, status=status, problems=found, **who)
+    uow.record(
+        CHECK_EVENTS[status],
+        actor_id=actor.user_id,
+        tenant_id=row.tenant_id,
+        extension_id=row.id,
+        schema_id=row.contract_id,
+        version=row.base_version,
+        namespace=row.namespace,
+        problems=found,
+        **({"at": at} if at else {}),
+    )
+    return status
 
 
 def deploy(keel, actor: Actor, tenant_id: str, extension_id: str) -> dict:
@@ -195,20 +201,8 @@ def deploy(keel, actor: Actor, tenant_id: str, extension_id: str) -> dict:
             raise Conflict("the tenant is not ACTIVE: its contracts are on hold", tenant_id=tenant_id)
         problems = _problems(uow.conn, row)
         if problems:
-            status = xr.verdict(problems)
+            status = _record_verdict(uow, actor, row, problems, at="deploy", applied_by=actor.user_id)
             found = [p.as_dict() for p in problems]
-            _update(uow.conn, row, status=status, problems=found, applied_by=actor.user_id)
-            uow.record(
-                CHECK_EVENTS[status],
-                actor_id=actor.user_id,
-                tenant_id=tenant_id,
-                extension_id=extension_id,
-                schema_id=row.contract_id,
-                version=row.base_version,
-                namespace=row.namespace,
-                problems=found,
-                at="deploy",
-            )
             uow.commit()
             raise Conflict(
                 f"extension {extension_id} no longer passes its checks and is {status}: "
