@@ -59,7 +59,7 @@ class Build:
         return [r for r in self.runs if r.layer == "gdp"]
 
 
-def plan_for(conn, contract_id: str, version: str) -> Plan:
+def plan_for(conn, contract_id: str, version: str, tenant_id: str | None = None) -> Plan:
     """The checked plans of a contract version (and, for GDP, of the KPIs published on it)."""
     row = records.load(conn, contract_id, version)
     contract = records.with_resolved_refs(records.contract_of(row), row.based_on)
@@ -73,7 +73,7 @@ def plan_for(conn, contract_id: str, version: str) -> Plan:
         (d, validate_mapping(d.mapping_sql or "", d, sources, contract=contract.key))
         for d in contract.datasets
     )
-    return Plan(contract, datasets=datasets, kpis=tuple(_kpis_on(conn, contract)))
+    return Plan(contract, datasets=datasets, kpis=tuple(_kpis_on(conn, contract, tenant_id or row.tenant_id)))
 
 
 def build(keel, tenant_id: str, plan: Plan) -> Build:
@@ -117,8 +117,9 @@ def _kpi(contract: Contract, context: rules.Context) -> tuple[Contract, KpiPlan,
     return contract, kpi_plan, str(base.version)
 
 
-def _kpis_on(conn, gdp: Contract):
-    """The newest published version of each KPI contract based on exactly this GDP version."""
+def _kpis_on(conn, gdp: Contract, tenant_id: str | None):
+    """The newest published version of each KPI contract based on exactly this GDP version that
+    the tenant may run (global ones, and its own)."""
     key = gdp.key
     newest: dict[str, object] = {}
     rows = conn.execute(
@@ -127,7 +128,7 @@ def _kpis_on(conn, gdp: Contract):
         )
     )
     for row in rows:
-        if key in row.based_on:
+        if key in row.based_on and row.tenant_id in (None, tenant_id):
             best = newest.get(row.contract_id)
             if best is None or Version.parse(best.version) < Version.parse(row.version):
                 newest[row.contract_id] = row
@@ -222,7 +223,7 @@ def build_tenant(keel, actor, tenant_id: str, schema_id: str) -> dict:
         version = active_version(uow.conn, tenant_id, schema_id)
         if version is None:
             raise InvalidInput("schema_id", f"'{schema_id}' has no published version the tenant runs")
-        plan = plan_for(uow.conn, schema_id, version)
+        plan = plan_for(uow.conn, schema_id, version, tenant_id)
     try:
         done = build(keel, tenant_id, plan)
     except MaterializationFailed as failed:

@@ -107,8 +107,7 @@ def ask_clarification(keel, actor: Actor, tenant_id: str, change_id: str, *, que
     """SS sends an incomplete request back to its author with a question."""
     _require_text("question", question)
     with keel.uow() as uow:
-        row = load(uow.conn, tenant_id, change_id, lock=True)
-        keel.authorize(uow, actor, "schema:ValidateChange", resource(row))
+        row = _authorized(keel, uow, actor, "schema:ValidateChange", tenant_id, change_id, lock=True)
         _require(row, "REQUESTED")
         _update(uow, row, status="NEEDS_CLARIFICATION", clarification=question.strip())
         uow.record(
@@ -127,8 +126,7 @@ def amend(
 ) -> dict:
     """The requester answers a clarification: the request is back for validation."""
     with keel.uow() as uow:
-        row = load(uow.conn, tenant_id, change_id, lock=True)
-        keel.authorize(uow, actor, "schema:RequestChange", resource(row))
+        row = _authorized(keel, uow, actor, "schema:RequestChange", tenant_id, change_id, lock=True)
         if row.requested_by != actor.user_id:
             raise Conflict("only the requester amends a change request")
         _require(row, "NEEDS_CLARIFICATION")
@@ -161,8 +159,7 @@ def validate(
     if risk not in RISKS:
         raise InvalidInput("risk", f"'{risk}' is not one of {', '.join(RISKS)}")
     with keel.uow() as uow:
-        row = load(uow.conn, tenant_id, change_id, lock=True)
-        keel.authorize(uow, actor, "schema:ValidateChange", resource(row))
+        row = _authorized(keel, uow, actor, "schema:ValidateChange", tenant_id, change_id, lock=True)
         _require(row, "REQUESTED")
         proposal = records.load(uow.conn, row.contract_id, proposed_version, actor=actor)
         if proposal.status not in USABLE_PROPOSALS:
@@ -209,8 +206,7 @@ def validate_with_impact(
     from keel.contracts import notices
 
     with keel.uow() as uow:
-        row = load(uow.conn, tenant_id, change_id)
-        keel.authorize(uow, actor, "schema:ValidateChange", resource(row))
+        row = _authorized(keel, uow, actor, "schema:ValidateChange", tenant_id, change_id)
         _require(row, "REQUESTED")
     impact = notices.analyse(keel, actor, change_id, row.contract_id)
     return validate(
@@ -221,8 +217,7 @@ def validate_with_impact(
 def decide(keel, actor: Actor, tenant_id: str, change_id: str, *, approve: bool, reason: str = "") -> dict:
     """TP signs the change off (or declines it); nobody approves their own request."""
     with keel.uow() as uow:
-        row = load(uow.conn, tenant_id, change_id, lock=True)
-        keel.authorize(uow, actor, "schema:ApproveChange", resource(row))
+        row = _authorized(keel, uow, actor, "schema:ApproveChange", tenant_id, change_id, lock=True)
         _require(row, "VALIDATED")
         if not approve and not reason.strip():
             raise InvalidInput("reason", "say why the change is declined")
@@ -255,8 +250,7 @@ def schedule(keel, actor: Actor, tenant_id: str, change_id: str, *, start: datet
     if end <= utcnow():
         raise InvalidInput("window_end", "the window is over already")
     with keel.uow() as uow:
-        row = load(uow.conn, tenant_id, change_id, lock=True)
-        keel.authorize(uow, actor, "schema:Deploy", resource(row))
+        row = _authorized(keel, uow, actor, "schema:Deploy", tenant_id, change_id, lock=True)
         _require(row, "APPROVED")
         clash = uow.conn.execute(
             sa.select(change_requests.c.id).where(
@@ -323,8 +317,7 @@ def finish(uow, actor: Actor, row, *, deployed: bool, rollout_id: str) -> None:
 
 def get(keel, actor: Actor, tenant_id: str, change_id: str) -> dict:
     with keel.uow() as uow:
-        row = load(uow.conn, tenant_id, change_id)
-        keel.authorize(uow, actor, "schema:Read", resource(row))
+        row = _authorized(keel, uow, actor, "schema:Read", tenant_id, change_id)
         return view(row, actor)
 
 
@@ -336,6 +329,15 @@ def list_for_tenant(keel, actor: Actor, tenant_id: str, *, after: str | None, li
         load_tenant(uow.conn, tenant_id)
         query = keyset(change_requests, change_requests.c.tenant_id == tenant_id, after=after, limit=limit)
         return [view(r, actor) for r in uow.conn.execute(query)]
+
+
+def _authorized(keel, uow, actor: Actor, action: str, tenant_id: str, change_id: str, *, lock: bool = False):
+    """The change, once ``actor`` may do ``action`` on it. The path's tenant is authorized first, so
+    another tenant's change is refused exactly like one that does not exist."""
+    keel.authorize(uow, actor, action, resource(tenant_id, change_id))
+    row = load(uow.conn, tenant_id, change_id, lock=lock)
+    keel.authorize(uow, actor, action, resource(row))
+    return row
 
 
 def load(conn, tenant_id: str, change_id: str, *, lock: bool = False):

@@ -173,7 +173,7 @@ def publish(keel, actor: Actor, contract_id: str, version: str) -> dict:
         earlier = _published_contracts(uow.conn, contract_id)
         if earlier:
             compatibility.check_version(contract, earlier, contract.compatibility)  # nothing newer since
-            _pin_tenants(uow.conn, contract_id, str(earlier[-1].version))
+            _pin_tenants(uow.conn, contract_id, str(earlier[-1].version), row.tenant_id)
         now = utcnow()
         records.update(uow.conn, row, status=Status.PUBLISHED, published_by=actor.user_id, published_at=now)
         body = {
@@ -326,15 +326,19 @@ def _published_contracts(conn, contract_id: str) -> list[Contract]:
     ]
 
 
-def _pin_tenants(conn, contract_id: str, current: str) -> None:
-    """Every active tenant not yet pinned keeps running ``current`` until a rollout moves it."""
+def _pin_tenants(conn, contract_id: str, current: str, owner: str | None) -> None:
+    """Every active tenant not yet pinned (the owner alone, for a tenant's own contract) keeps
+    running ``current`` until a rollout moves it."""
     pinned = set(
         conn.execute(
             sa.select(tenant_contracts.c.tenant_id).where(tenant_contracts.c.contract_id == contract_id)
         ).scalars()
     )
     now = utcnow()
-    for tenant_id in conn.execute(sa.select(tenants.c.id).where(tenants.c.status == "ACTIVE")).scalars():
+    active = sa.select(tenants.c.id).where(tenants.c.status == "ACTIVE")
+    if owner:
+        active = active.where(tenants.c.id == owner)
+    for tenant_id in conn.execute(active).scalars():
         if tenant_id not in pinned:
             conn.execute(
                 tenant_contracts.insert().values(
@@ -376,7 +380,11 @@ def _require(row, status: Status, what: str) -> None:
 
 
 def active_version(conn, tenant_id: str, contract_id: str) -> str | None:
-    """The version ``tenant_id`` runs: its pin, else the newest published version."""
+    """The version ``tenant_id`` runs: its pin, else the newest published version. None for a
+    contract of another tenant: a tenant's own contracts run for that tenant alone."""
+    row = records.newest(conn, contract_id, statuses=(Status.PUBLISHED, Status.DEPRECATED))
+    if row is not None and row.tenant_id and row.tenant_id != tenant_id:
+        return None
     pinned = conn.execute(
         sa.select(tenant_contracts.c.version).where(
             tenant_contracts.c.tenant_id == tenant_id, tenant_contracts.c.contract_id == contract_id

@@ -110,7 +110,10 @@ def register_consumer(
         entries: list = list(people)
         if webhook_url is not None:
             entries.append(
-                {"webhook": _seal(keel, consumer_id, _webhook(webhook_url)), "origin": _origin(webhook_url)}
+                {
+                    "webhook": _seal(keel, consumer_id, _webhook(webhook_url, keel.settings)),
+                    "origin": _origin(webhook_url),
+                }
             )
         uow.conn.execute(
             contract_consumers.insert().values(
@@ -693,7 +696,7 @@ def _people(entries) -> list[str]:
     return [e for e in entries or () if isinstance(e, str)]
 
 
-def _webhook(url: str) -> str:
+def _webhook(url: str, settings) -> str:
     url = url.strip()
     try:
         parts = urlsplit(url)
@@ -703,7 +706,30 @@ def _webhook(url: str) -> str:
         ok = False
     if not ok or any(c.isspace() for c in url):
         raise InvalidInput("webhook_url", "must be an http(s) URL of at most 2000 characters")
+    if not settings.webhook_allow_private_networks and _internal(parts.hostname):
+        raise InvalidInput(
+            "webhook_url",
+            "points at a loopback, private or link-local address (KEEL_WEBHOOK_ALLOW_PRIVATE_NETWORKS)",
+        )
     return url
+
+
+def _internal(host: str) -> bool:
+    """Whether ``host`` is, or resolves to, an address of Keel's own networks."""
+    import ipaddress
+    import socket
+
+    try:
+        addresses = {ipaddress.ip_address(host)}
+    except ValueError:
+        try:
+            addresses = {ipaddress.ip_address(info[4][0]) for info in socket.getaddrinfo(host, None)}
+        except (OSError, ValueError):
+            return False  # unresolvable now: delivery fails later and is recorded as failed
+    return any(
+        a.is_loopback or a.is_private or a.is_link_local or a.is_reserved or a.is_unspecified
+        for a in addresses
+    )
 
 
 def _origin(url: str) -> str:
@@ -717,9 +743,12 @@ def _seal(keel, consumer_id: str, url: str) -> str:
 
 
 def _webhooks(keel, conn: Connection) -> dict[str, str]:
-    """Each recipient's webhook: that of the first consumer (by id) listing them that has one."""
+    """Each recipient's webhook: that of the first consumer (by id) listing them that has one and
+    belongs to the recipient's own side (a tenant's consumer serves that tenant's people only, a
+    platform consumer the provider's), so nobody can redirect another party's notices."""
     key = keel.keyring.derived_key(WEBHOOK_PURPOSE)
     found: dict[str, str] = {}
+    home = dict(conn.execute(sa.select(users.c.id, users.c.tenant_id)).all())
     for row in conn.execute(sa.select(contract_consumers).order_by(contract_consumers.c.id)):
         sealed = next(
             (e["webhook"] for e in row.recipients or () if isinstance(e, dict) and "webhook" in e), None
@@ -732,7 +761,8 @@ def _webhooks(keel, conn: Connection) -> dict[str, str]:
             log.warning("consumer %s: its webhook does not unseal (another master key?); skipped", row.id)
             continue
         for user_id in _people(row.recipients):
-            found.setdefault(user_id, url)
+            if user_id in home and home[user_id] == row.tenant_id:
+                found.setdefault(user_id, url)
     return found
 
 

@@ -124,7 +124,7 @@ def get(keel, actor: Actor, contract_id: str, version: str | None = None) -> dic
         row = _visible(keel, uow, actor, contract_id, version)
         out = records.view(row)
         out["lineage"] = records.lineage_of(uow.conn, row.contract_id, row.version)
-        out["usage"] = usage(uow.conn, row.contract_id)
+        out["usage"] = usage(uow.conn, row.contract_id, actor.tenant_id)
         return out
 
 
@@ -174,24 +174,31 @@ def export(keel, actor: Actor, contract_id: str, version: str | None = None) -> 
         }
 
 
-def usage(conn, contract_id: str) -> dict:
-    """Who uses a contract: published versions based on it, and tenants running it."""
+def usage(conn, contract_id: str, viewer_tenant: str | None = None) -> dict:
+    """Who uses a contract: published versions based on it, and tenants running it; a tenant's
+    people see global dependents, their own tenant's, and their own tenant only."""
     from keel.store.tables import tenant_contracts
 
     dependents = sorted(
         f"{r.contract_id}@{r.version}"
         for r in conn.execute(
             sa.select(
-                contract_versions.c.contract_id, contract_versions.c.version, contract_versions.c.based_on
+                contract_versions.c.contract_id,
+                contract_versions.c.version,
+                contract_versions.c.based_on,
+                contract_versions.c.tenant_id,
             ).where(contract_versions.c.status.in_((Status.PUBLISHED, Status.DEPRECATED)))
         )
         if any(key.partition("@")[0] == contract_id for key in r.based_on)
+        and (viewer_tenant is None or r.tenant_id in (None, viewer_tenant))
     )
     tenants = sorted(
         conn.execute(
             sa.select(tenant_contracts.c.tenant_id).where(tenant_contracts.c.contract_id == contract_id)
         ).scalars()
     )
+    if viewer_tenant is not None:
+        tenants = [t for t in tenants if t == viewer_tenant]
     return {"dependents": dependents, "tenants": tenants}
 
 
@@ -235,20 +242,27 @@ def _insert(
     if layer == Layer.KPI and is_odcs(document):
         raise InvalidInput("layer", "a KPI contract is a keel/v1 KpiContract, not an ODCS document")
     contract = read_contract(document, layer)
+    if tenant_id and contract.layer is not Layer.RAW:
+        raise InvalidInput(
+            "tenant_id",
+            "a tenant's own contracts are Raw contracts; a tenant changes GDP and KPI contracts "
+            "through change requests and extensions",
+        )
     if not contract.id or not contract.version:
         raise InvalidInput("id" if not contract.id else "version", "is required to register a contract")
     _check_version(contract.version)
     earlier = records.versions_of(uow.conn, contract.id)
+    if earlier and earlier[0].tenant_id and earlier[0].tenant_id != tenant_id:
+        raise Conflict(f"the contract id '{contract.id}' is not available; choose another", reason="id_taken")
     if any(r.version == contract.version for r in earlier):
         raise Conflict(
             f"{contract.id}@{contract.version} exists already: a version is registered once (version clash)",
             reason="version_clash",
         )
     if earlier and (earlier[0].layer != contract.layer or earlier[0].tenant_id != tenant_id):
+        scope = "a tenant's own" if earlier[0].tenant_id else "a platform-wide"
         raise Conflict(
-            f"{contract.id} is a {earlier[0].layer} contract of "
-            f"{'tenant ' + earlier[0].tenant_id if earlier[0].tenant_id else 'the platform'}; "
-            "a new version keeps its layer and scope"
+            f"{contract.id} is {scope} {earlier[0].layer} contract; a new version keeps its layer and scope"
         )
     based_on = records.resolve_refs(uow.conn, contract, "basedOn", tenant_id)
     now = utcnow()

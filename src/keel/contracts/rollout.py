@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from datetime import timedelta
 
 import sqlalchemy as sa
 
@@ -34,7 +35,7 @@ from keel.kernel.ids import new_id
 from keel.observability import metrics
 from keel.observability.incidents import open_incident
 from keel.pipeline import MaterializationFailed, signals
-from keel.store.tables import change_requests, rollouts, tenant_contracts, tenants
+from keel.store.tables import change_requests, contract_versions, rollouts, tenant_contracts, tenants
 
 SIGNALS = ("error_rate", "dq_failure_rate", "latency_ratio")
 OPS = {">": lambda value, limit: value > limit, ">=": lambda value, limit: value >= limit}
@@ -184,11 +185,15 @@ def expand(keel, actor: Actor, rollout_id: str) -> dict:
 
 
 def _advance(keel, actor: Actor, rollout_id: str, expected: str) -> dict:
+    """Run the next stage. The stage is claimed first (status ADVANCING, under the row's lock), so
+    two callers never build and switch one stage twice; a claim whose holder died is taken over
+    after ``CLAIM_LEASE``."""
     with keel.uow() as uow:
-        row = _load(uow.conn, rollout_id)
+        row = _load(uow.conn, rollout_id, lock=True)
         target = records.load(uow.conn, row.contract_id, row.to_version)
         keel.authorize(uow, actor, "schema:Deploy", resource(target))
-        _require(row, expected)
+        if not _claimable(row, expected):
+            _require(row, expected)
         if not row.readiness_by:
             raise Blocked("the rollout has no readiness sign-off from a Schema Steward (after a dry run)")
         if row.change_id:
@@ -199,6 +204,8 @@ def _advance(keel, actor: Actor, rollout_id: str, expected: str) -> dict:
             )
         index = row.current_stage + 1
         plan_from, plan_to = _plans(uow.conn, row)
+        _update(uow.conn, row, status=ADVANCING)
+        uow.commit()
     stage = row.stages[index]
     outcomes, moved, breach = [], {}, None
     for tenant in stage["tenants"]:
@@ -214,7 +221,7 @@ def _advance(keel, actor: Actor, rollout_id: str, expected: str) -> dict:
         return _roll_back(keel, actor, rollout_id, index, outcomes, moved, breach)
     with keel.uow() as uow:
         row = _load(uow.conn, rollout_id, lock=True)
-        _require(row, expected)
+        _require_claim(row, index)
         for outcome in outcomes:
             builds.record_runs(
                 uow.conn, outcome["tenant_id"], outcome.pop("_runs"), purpose="rollout", run_by=actor.user_id
@@ -287,6 +294,7 @@ def _roll_back(keel, actor: Actor, rollout_id: str, index: int, outcomes, moved_
     reason = _reason(breach)
     with keel.uow() as uow:
         row = _load(uow.conn, rollout_id, lock=True)
+        _require_claim(row, index)
         for outcome in outcomes:
             builds.record_runs(
                 uow.conn,
@@ -371,6 +379,8 @@ def _roll_back(keel, actor: Actor, rollout_id: str, index: int, outcomes, moved_
 def get(keel, actor: Actor, rollout_id: str) -> dict:
     with keel.uow() as uow:
         row = _load(uow.conn, rollout_id)
+        if actor.tenant_id and row.contract_id in _foreign_contracts(uow.conn, actor.tenant_id):
+            raise NotFound("rollout", rollout_id)  # another tenant's own contract: as if it did not exist
         keel.authorize(uow, actor, "schema:Read", Resource("rollout", rollout_id, tenant=""))
         return view(row, actor)
 
@@ -380,7 +390,23 @@ def list_rollouts(keel, actor: Actor, *, after: str | None, limit: int) -> list[
 
     with keel.uow() as uow:
         keel.authorize(uow, actor, "schema:Read", Resource("rollout", "*", tenant=""))
-        return [view(r, actor) for r in uow.conn.execute(keyset(rollouts, after=after, limit=limit))]
+        where = (
+            [rollouts.c.contract_id.not_in(_foreign_contracts(uow.conn, actor.tenant_id))]
+            if actor.tenant_id
+            else []
+        )
+        return [view(r, actor) for r in uow.conn.execute(keyset(rollouts, *where, after=after, limit=limit))]
+
+
+def _foreign_contracts(conn, tenant_id: str) -> set[str]:
+    """Ids of contracts that belong to tenants other than ``tenant_id``."""
+    return set(
+        conn.execute(
+            sa.select(contract_versions.c.contract_id).where(
+                contract_versions.c.tenant_id.is_not(None), contract_versions.c.tenant_id != tenant_id
+            )
+        ).scalars()
+    )
 
 
 # -- one tenant ---------------------------------------------------------------------------------
@@ -500,7 +526,8 @@ def _stages(conn, schema_id: str, to_version: str, stages: list[dict]) -> list[d
     if not stages:
         raise InvalidInput("stages", "a rollout plan has at least one stage (e.g. canary, 25pct, 100pct)")
     active = sorted(conn.execute(sa.select(tenants.c.id).where(tenants.c.status == "ACTIVE")).scalars())
-    eligible = [t for t in active if active_version(conn, t, schema_id) != to_version]
+    running = {t: active_version(conn, t, schema_id) for t in active}
+    eligible = [t for t in active if running[t] is not None and running[t] != to_version]
     taken: list[str] = []
     resolved = []
     for i, stage in enumerate(stages):
@@ -620,6 +647,26 @@ def _update(conn, row, **values) -> None:
     conn.execute(rollouts.update().where(rollouts.c.id == row.id).values(updated_at=utcnow(), **values))
 
 
+ADVANCING = "ADVANCING"
+CLAIM_LEASE = timedelta(minutes=30)
+
+
+def _claimable(row, expected: str) -> bool:
+    """A stage claim left by a caller that died (ADVANCING for longer than the lease) may be retaken."""
+    return (
+        row.status == ADVANCING
+        and utcnow() - as_utc(row.updated_at) > CLAIM_LEASE
+        and expected in ("PLANNED" if row.current_stage < 0 else "RUNNING",)
+    )
+
+
+def _require_claim(row, index: int) -> None:
+    if row.status != ADVANCING or row.current_stage != index - 1:
+        raise Conflict(
+            f"rollout {row.id} moved on meanwhile (now {row.status}); nothing of this stage is kept"
+        )
+
+
 def _require(row, status: str) -> None:
     if row.status != status:
         raise Conflict(f"rollout {row.id} is {row.status}; this step needs it {status}")
@@ -644,7 +691,7 @@ def view(row, actor: Actor) -> dict:
     ]
     return {
         "rollout_id": row.id,
-        "change_id": row.change_id,
+        "change_id": row.change_id if not actor.tenant_id else None,  # the change may be another tenant's
         "schema_id": row.contract_id,
         "from_version": row.from_version,
         "to_version": row.to_version,

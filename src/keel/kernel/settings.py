@@ -93,6 +93,11 @@ class Settings(BaseSettings):
         le=65535,
     )
     seed_demo: bool = Field(True, description="`keel serve` seeds the demo tenant on first start.")
+    webhook_allow_private_networks: bool = Field(
+        False,
+        description="Let consumers register webhooks on loopback, private or link-local addresses "
+        "(off: such a URL is refused, so a webhook cannot be aimed at Keel's own network).",
+    )
     contract_templates_dir: Path | None = Field(
         None,
         description="A directory of the platform's own contract templates (raw-*, gdp-*, kpi-*.yaml), "
