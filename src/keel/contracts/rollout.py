@@ -563,6 +563,13 @@ def _change(conn, change_id: str, schema_id: str, to_version: str):
             "change_id", f"change {change_id} carries {row.contract_id}@{row.proposed_version}"
         )
     changes.require_in_window(row)
+    running = conn.execute(
+        sa.select(rollouts.c.id).where(
+            rollouts.c.change_id == change_id, rollouts.c.status.in_(("PLANNED", "RUNNING", ADVANCING))
+        )
+    ).scalar()
+    if running:
+        raise Conflict(f"change {change_id} is being rolled out already ({running})", rollout_id=running)
     return row
 
 
