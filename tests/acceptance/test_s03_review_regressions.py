@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from tests.support_contracts import BASE, gdp_contract, publish_contract, raw_contract, with_field, write_raw
 
-from keel.contracts import notices
+from keel.contracts import consumers
 from keel.store.tables import rollouts, tenant_contracts
 
 API = "/api/v1"
@@ -93,7 +93,7 @@ def test_a_tenants_consumer_cannot_redirect_a_provider_users_notices_to_its_webh
     }
     assert world.post("acme:TA", f"{API}/contract-consumers", body).status_code == 201
     with world.keel.engine.connect() as conn:
-        assert pa not in notices._webhooks(world.keel, conn)
+        assert pa not in consumers._webhooks(world.keel, conn)
 
 
 def test_a_webhook_aimed_at_keels_own_networks_is_refused(world):

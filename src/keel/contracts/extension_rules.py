@@ -37,17 +37,10 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from keel.contracts.mapping import (
-    SQL_TYPES,
-    MappingError,
-    MappingPlan,
-    SqlText,
-    parse_sql,
-    span_of,
-    validate_mapping,
-)
+from keel.contracts.mapping import MappingError, MappingPlan, validate_mapping
 from keel.contracts.model import NAMESPACE, TYPES, Contract, Dataset, Field, Layer
 from keel.contracts.rules import CLASSIFICATIONS, PRIVACY_TAGS, Problem
+from keel.contracts.sqltext import SQL_TYPES, SqlText, parse_sql, span_of
 
 DIALECT = "duckdb"
 RESERVED = frozenset({"keel", "raw", "gdp", "kpi", "x", "system"})

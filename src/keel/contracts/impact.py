@@ -1,6 +1,6 @@
 """Impact analysis (pure): the dependency graph of the contracts, and the blast radius of a change.
 
-The graph holds what the registry knows, handed over as plain values (``notices.load_graph``
+The graph holds what the registry knows, handed over as plain values (``impact_store.load_graph``
 reads them from the store): every contract version with the versions it is based on, the
 tables it describes (``raw.erp__invoices``, ``gdp.invoice``, ``kpi.KPI-DSO``) and its column
 lineage (``gdp.invoice.amount_open`` ← ``raw.erp__invoices.amount_net``); which tenants run

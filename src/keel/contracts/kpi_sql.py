@@ -22,8 +22,8 @@ from sqlglot.errors import SqlglotError
 from sqlglot.optimizer.annotate_types import annotate_types
 from sqlglot.optimizer.qualify import qualify
 
-from keel.contracts.mapping import SqlText, keel_type, parse_sql, sql_schema, statement_kind, suggest
 from keel.contracts.model import Dataset, Field, KpiSpec, Threshold
+from keel.contracts.sqltext import SqlText, keel_type, parse_sql, sql_schema, statement_kind, suggest
 from keel.kernel.errors import InvalidInput
 
 GRAINS = ("day", "week", "month", "quarter", "year")

@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from keel.contracts.mapping import SQL_TYPES, keel_type
 from keel.contracts.model import Dataset
+from keel.contracts.sqltext import SQL_TYPES, keel_type
 
 TYPE_ERROR = "_keel_type_error"
 MAPPING = "_keel_mapping"

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from keel.api.deps import Page, current_actor, get_keel
 from keel.api.idempotency import idempotent
 from keel.api.models import ConsumerRegister, ImpactAnalysis, NoticeSend, PostChangeIncident, SignOff
-from keel.contracts import notices
+from keel.contracts import consumers, notices
 
 router = APIRouter(tags=["impact"])
 SUBJECT = Query(..., min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$")
@@ -31,7 +31,7 @@ def list_consumers(
     actor=Depends(current_actor),
     keel=Depends(get_keel),
 ):
-    items = notices.list_consumers(
+    items = consumers.list_consumers(
         keel, actor, tenant_id=tenant_id, contract_id=schema_id, after=page.after, limit=page.limit + 1
     )
     return page.render(items, "consumer_id")
@@ -42,7 +42,7 @@ async def register_consumer(
     body: ConsumerRegister, request: Request, actor=Depends(current_actor), keel=Depends(get_keel)
 ):
     return await idempotent(
-        request, actor, lambda: notices.register_consumer(keel, actor, **body.model_dump())
+        request, actor, lambda: consumers.register_consumer(keel, actor, **body.model_dump())
     )
 
 
