@@ -279,3 +279,30 @@ def test_only_the_platform_admin_stages_a_rollout_and_tenants_see_only_themselve
     rid = _ok(world.post("PA", f"{API}/rollouts", body), 201)["rollout_id"]
     seen = _ok(world.get("acme:TA", f"{API}/rollouts/{rid}"))
     assert seen["stages"][0]["tenants"] == [acme]
+
+
+# A Raw contract version is judged by how the tenants' Raw tables fit it ----------------------------
+def test_a_raw_contract_version_rolls_out_where_the_raw_tables_fit_it_and_rolls_back_where_they_drift(shop):
+    world = shop
+    acme, globex = world.tenants["acme"], world.tenants["globex"]
+    fields = {"order_id": "string", "customer_email": "string", "amount": "decimal", "placed_at": "date"}
+    publish_contract(world, raw_contract(version="1.1.0", fields=fields | {"channel": "string"}))
+    path = world.keel.dataplanes.database_path(acme)
+    with duckdb.connect(str(path)) as con:  # acme's source already delivers the new column
+        con.execute("ALTER TABLE raw.shop__orders ADD COLUMN channel VARCHAR")
+    body = {
+        "schema_id": "RAW-SHOP",
+        "to_version": "1.1.0",
+        "stages": [{"name": "canary", "tenants": [acme]}, {"name": "rest", "tenants": [globex]}],
+        "rollback_on": [{"signal": "error_rate", "op": ">", "limit": 0.0}],
+    }
+    rid = _ok(world.post("PA", f"{API}/rollouts", body), 201)["rollout_id"]
+    _ok(world.post("SS2", f"{API}/rollouts/{rid}/readiness"))
+    started = _ok(world.post("PA", f"{API}/rollouts/{rid}/start"))
+    assert started["status"] == "RUNNING"
+
+    rolled = _ok(world.post("PA", f"{API}/rollouts/{rid}/expand"))  # globex has no channel column
+
+    assert rolled["status"] == "ROLLED_BACK" and "drift in shop__orders" in rolled["reason"]
+    pins = world.rows(sa.select(tenant_contracts).where(tenant_contracts.c.contract_id == "RAW-SHOP"))
+    assert {r.tenant_id: r.version for r in pins} == {t: "1.0.0" for t in world.tenants.values()}

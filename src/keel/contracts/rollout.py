@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from keel.authz.engine import Resource
 from keel.contracts import builds, changes, records
 from keel.contracts.lifecycle import active_version
-from keel.contracts.model import Status
+from keel.contracts.model import Layer, Status
 from keel.identity.actor import Actor
 from keel.kernel.clock import as_utc, utcnow
 from keel.kernel.errors import Blocked, Conflict, InvalidInput, NotFound
@@ -415,6 +415,8 @@ def _foreign_contracts(conn, tenant_id: str) -> set[str]:
 def _measure(keel, actor: Actor, row, tenant: str, plan_from, plan_to, *, purpose: str) -> dict:
     """Build the new version for ``tenant`` beside the old one and judge it; on ``rollout``, switch
     the tenant's views over when every condition holds."""
+    if plan_to.contract.layer is Layer.RAW:
+        return _measure_raw(keel, row, tenant, plan_to)
     runs: list = []
     try:
         baseline = _baseline(keel, actor, tenant, plan_from, runs)
@@ -436,6 +438,42 @@ def _measure(keel, actor: Actor, row, tenant: str, plan_from, plan_to, *, purpos
     if purpose == "rollout" and candidate is not None and not breaches and not gaps:
         outcome["_before"] = builds.activate_views(keel, tenant, candidate.views)
     return outcome
+
+
+def _measure_raw(keel, row, tenant: str, plan_to) -> dict:
+    """A Raw contract version builds nothing: it is judged by how the tenant's Raw tables fit it.
+    ``error_rate`` and ``dq_failure_rate`` are the share of its datasets whose table drifts from it
+    (03a's drift rules); a dataset with no table yet is not measured; latency has no meaning here."""
+    from sqlglot import exp
+
+    from keel.contracts.drift import detect
+    from keel.contracts.sqltext import keel_type
+    from keel.pipeline import DuckDBEngine
+
+    engine = DuckDBEngine(keel.dataplanes.database_path(tenant))
+    drifted, measured = [], 0
+    for dataset in plan_to.contract.datasets:
+        if not engine.table_exists("raw", dataset.name):
+            continue
+        columns = engine.columns("raw", dataset.name)
+        observed = {
+            name: keel_type(exp.DataType.build(kind, dialect="duckdb")) or "object" for name, kind in columns
+        }
+        measured += 1
+        if detect(observed, dataset).drifted:
+            drifted.append(dataset.name)
+    share = len(drifted) / measured if measured else None
+    worst = {"error_rate": share, "dq_failure_rate": share, "latency_ratio": None, "latency_seconds": None}
+    breaches, gaps = _judge(row.conditions, worst)
+    breaches = [f"{b}: drift in {', '.join(drifted)}" for b in breaches]
+    return {
+        "tenant_id": tenant,
+        "signals": worst,
+        "breaches": breaches,
+        "gaps": gaps,
+        "_runs": [],
+        "_before": {},
+    }
 
 
 def _baseline(keel, actor: Actor, tenant: str, plan_from, runs: list) -> dict:
