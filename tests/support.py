@@ -203,3 +203,24 @@ def errors_are_problem_json(response) -> None:
     assert {"type", "title", "status", "detail", "instance"} <= body.keys(), body
     assert body["status"] == response.status_code
     assert unquote(body["instance"]) == response.request.url.path
+
+
+def killed_when_paused(argv: list[str], marker, what: str) -> None:
+    """Run ``argv`` as a child process, wait until it writes ``marker`` (it pauses there), then
+    SIGKILL it: a crash at exactly that point. Fails when it never gets there."""
+    import signal
+    import subprocess
+    import time
+
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not marker.exists():
+            child.kill()
+            raise AssertionError(f"the child did not pause {what}: {child.communicate()[1]}")
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert child.returncode == -signal.SIGKILL

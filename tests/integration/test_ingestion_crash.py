@@ -10,13 +10,11 @@ hold every source row exactly once.
 
 from __future__ import annotations
 
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import duckdb
+from tests.support import killed_when_paused
 
 from keel.connectors import RecordBatch
 from keel.connectors.sql import SqlConnector
@@ -37,21 +35,9 @@ def test_a_sync_killed_between_batches_resumes_without_losing_or_duplicating_a_r
     database = TenantDataPlanes(tmp_path / "planes").provision("TEN-20261127-ACME0001")
     marker = tmp_path / "paused"
 
-    child = subprocess.Popen(
-        [sys.executable, str(CHILD), str(database), url, str(marker), "3"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if not marker.exists():
-            child.kill()
-            raise AssertionError(f"the child did not pause where it should: {child.communicate()[1]}")
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-    assert child.returncode == -signal.SIGKILL
+    killed_when_paused(
+        [sys.executable, str(CHILD), str(database), url, str(marker), "3"], marker, "where it should"
+    )
 
     raw = RawStore(database)
     committed = raw.batches(SOURCE)

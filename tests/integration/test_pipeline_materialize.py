@@ -11,16 +11,15 @@ error injected before the commit, a process killed mid-build -- leave what reade
 from __future__ import annotations
 
 import random
-import signal
 import subprocess
 import sys
-import time
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support import killed_when_paused
 
 from keel.connectors.protocol import Stream
 from keel.contracts.kpi_sql import KpiPlan, validate_kpi
@@ -404,21 +403,11 @@ def test_a_process_killed_mid_build_leaves_the_active_version_and_its_tables_as_
     v1_kpi, v1_rows = kpi_values(engine, KPI_ID), table_rows(engine, 'gdp."order"')
     marker = tmp_path / "paused"
 
-    child = subprocess.Popen(
+    killed_when_paused(
         [sys.executable, "-c", CHILD, str(database), str(marker), str(Path(__file__).parent)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if not marker.exists():
-            child.kill()
-            raise AssertionError(f"the child did not pause mid-build: {child.communicate()[1]}")
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-    assert child.returncode == -signal.SIGKILL
+        marker,
+        "mid-build",
+    )
 
     assert not engine.table_exists("gdp", "order__v2_0_0")
     assert (active(engine, "gdp", "order"), kpi_values(engine, KPI_ID)) == ("1.0.0", v1_kpi)
