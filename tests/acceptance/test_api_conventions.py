@@ -288,6 +288,12 @@ PAGED = {
     f"{API}/notices/deliveries": ("PA", "delivery_id", {"subject_id": "SC-20260101-PAGED000"}),
     f"{API}/signoffs": ("PA", "user_id", {"subject_id": "SC-20260101-PAGED000"}),
     f"{API}/review-tickets": ("SS", "ticket_id"),
+    # -- issue 5: pipeline
+    # -- issue 5: quality
+    # -- issue 5: guardrails
+    # -- issue 5: housekeeping
+    # -- issue 5: lineage
+    # -- issue 5: kpis
 }
 
 
@@ -424,6 +430,12 @@ def _grow(world: World) -> None:
     for _ in range(3):
         assert world.post("PA", f"{API}/platform/deployments", json={}).status_code == 201
         assert world.post("SA", f"{API}/rbac/bundles", json={}).status_code == 201
+    # -- issue 5 grow: pipeline
+    # -- issue 5 grow: quality
+    # -- issue 5 grow: guardrails
+    # -- issue 5 grow: housekeeping
+    # -- issue 5 grow: lineage
+    # -- issue 5 grow: kpis
 
 
 def test_walking_every_list_page_by_page_yields_each_item_once(world):

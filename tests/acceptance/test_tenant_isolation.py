@@ -63,6 +63,12 @@ MISSING = {
     "version": "9.9.9",
     "extension_id": "EXT-20260101-ZZZZZZZZ",
     "review_ticket_id": "TKT-20260101-ZZZZZZZZ",
+    # -- issue 5: pipeline
+    # -- issue 5: quality
+    # -- issue 5: guardrails
+    # -- issue 5: housekeeping
+    # -- issue 5: lineage
+    # -- issue 5: kpis
 }
 
 PUBLIC: dict[tuple[str, str], str] = {
@@ -258,6 +264,12 @@ PROBES: dict[tuple[str, str], Probe] = {
     ("POST", f"{API}/notices"): Probe("body", body={"subject_id": "SC-PROBE", "schema_id": "{schema_id}"}),
     ("GET", f"{API}/notices/deliveries"): none(200, query={"subject_id": "SC-PROBE"}),
     ("POST", f"{API}/signoffs"): none(404, body={"subject_id": "SC-PROBE", "approve": True}),
+    # -- issue 5: pipeline
+    # -- issue 5: quality
+    # -- issue 5: guardrails
+    # -- issue 5: housekeeping
+    # -- issue 5: lineage
+    # -- issue 5: kpis
     ("GET", f"{API}/signoffs"): none(200, query={"subject_id": "SC-PROBE"}),
     ("POST", f"{API}/post-change-incidents"): Probe(
         "body", body={"subject_id": "SC-PROBE", "summary": "probe", "schema_id": "{schema_id}"}
@@ -406,7 +418,19 @@ def _globex_objects(world: World) -> Isolation:
         "extension_id": "EXT-20260101-GLOBEX01",  # extension routes are refused on the tenant in the path
         "review_ticket_id": "TKT-20260101-GLOBEX01",
         "template_id": _ok(world.get("PA", f"{API}/connector-templates"))["items"][0]["template_id"],
+        # -- issue 5 ids: pipeline
+        # -- issue 5 ids: quality
+        # -- issue 5 ids: guardrails
+        # -- issue 5 ids: housekeeping
+        # -- issue 5 ids: lineage
+        # -- issue 5 ids: kpis
     }
+    # -- issue 5 objects: pipeline
+    # -- issue 5 objects: quality
+    # -- issue 5 objects: guardrails
+    # -- issue 5 objects: housekeeping
+    # -- issue 5 objects: lineage
+    # -- issue 5 objects: kpis
     facts = {"globex", globex, SECRET_VALUE, token_id, request["request_id"], ticket["ticket_id"]}
     # A contract or review ticket id is the caller's own words: a 404 repeats it for any id, so it is no
     # fact of globex's (the same-answer test proves the refusal tells nothing about existence).

@@ -182,6 +182,12 @@ _CATALOG = (
     Action("evidence:Read",               EVIDENCE,      R),
     Action("evidence:Verify",             EVIDENCE,      R),
     Action("evidence:Export",             EVIDENCE,      M),
+    # -- issue 5: pipeline
+    # -- issue 5: quality
+    # -- issue 5: guardrails
+    # -- issue 5: housekeeping
+    # -- issue 5: lineage
+    # -- issue 5: kpis
 )  # fmt: skip
 
 ACTIONS: dict[str, Action] = {a.name: a for a in _CATALOG}

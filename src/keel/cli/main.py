@@ -15,9 +15,15 @@ from keel.cli import (
     demo,
     evidence,
     extensions,
+    guardrails,
+    housekeeping,
     identity,
     impact,
+    kpis,
+    lineage,
+    pipeline,
     platform,
+    quality,
     rbac,
     render,
     samples,
@@ -83,6 +89,9 @@ app.command("build")(changes.build)
 app.add_typer(extensions.app, name="extension")
 app.add_typer(impact.app, name="impact")
 app.add_typer(tickets.app, name="ticket")
+for _module in (pipeline, quality, guardrails, housekeeping, lineage, kpis):
+    for _name, _group in _module.APPS.items():
+        app.add_typer(_group, name=_name)
 app.command("demo")(demo.command)
 
 

@@ -128,6 +128,12 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = Field(
         10.0, description="Longest wait for a notification webhook to connect or answer, per attempt.", gt=0
     )
+    # -- issue 5: pipeline
+    # -- issue 5: quality
+    # -- issue 5: guardrails
+    # -- issue 5: housekeeping
+    # -- issue 5: lineage
+    # -- issue 5: kpis
     log_level: str = Field("INFO", description="Python logging level.")
 
     @field_validator("home")

@@ -33,6 +33,12 @@ RATES = {
     "kpi_schema_validation_rate": "kpi_schema_validation_outcome",
     "change_success_rate": "change_outcome",
     "coverage_of_notified_assets": "notified_asset_outcome",  # impacted assets whose people were reached
+    # -- issue 5: pipeline
+    # -- issue 5: quality
+    # -- issue 5: guardrails
+    # -- issue 5: housekeeping
+    # -- issue 5: lineage
+    # -- issue 5: kpis
 }
 COUNTERS = (
     "rollback_count",
@@ -47,6 +53,12 @@ COUNTERS = (
     "drift_detection_count",
     "extension_count",  # tenant extensions deployed (03e)
     "extension_rollback_count",  # tenant extensions whose build failed and was undone (03e)
+    # -- issue 5: pipeline
+    # -- issue 5: quality
+    # -- issue 5: guardrails
+    # -- issue 5: housekeeping
+    # -- issue 5: lineage
+    # -- issue 5: kpis
 )
 GAUGES = (
     "provisioning_time",
@@ -54,6 +66,12 @@ GAUGES = (
     "post_change_incident_rate",
     "rollback_time_seconds",
     "error_rate_during_rollout",
+    # -- issue 5: pipeline
+    # -- issue 5: quality
+    # -- issue 5: guardrails
+    # -- issue 5: housekeeping
+    # -- issue 5: lineage
+    # -- issue 5: kpis
 )
 MEANS = ("mean_time_to_recover",)  # seconds, averaged over every recorded recovery
 

@@ -622,3 +622,15 @@ pipeline_runs = Table(
     _ts("finished_at", False),
     Index("ix_pipeline_runs_tenant_name", "tenant_id", "layer", "name", "version"),
 )
+
+# == issue 5: pipeline tables ==
+
+# == issue 5: quality tables ==
+
+# == issue 5: guardrails tables ==
+
+# == issue 5: housekeeping tables ==
+
+# == issue 5: lineage tables ==
+
+# == issue 5: kpis tables ==
