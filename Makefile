@@ -34,6 +34,7 @@ unit: install
 	$(BIN)/pytest -n $(PYTEST_WORKERS) tests/unit
 
 bench: install
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/run.py
 
 clean:

@@ -151,8 +151,71 @@ def seed(keel, *, crm=None) -> SeedResult:
     publish_contract_templates(keel, result)
     result.tenant_id = provision_demo_tenant(keel, result)
     onboard_sample_sources(keel, result, result.tenant_id, crm=crm)
+    build_demo_pipeline(keel, result, result.tenant_id)
     write_credentials(keel, result.credentials)
     return result
+
+
+# The GDP contracts the demo tenant builds, in dependency order (receivables read invoices, payments).
+DEMO_GDP = ("GDP-CUSTOMER", "GDP-VENDOR", "GDP-INVOICE", "GDP-PAYMENT", "GDP-RECEIVABLE")
+
+
+# The demo's quality rules (04): dirty invoices of the sample ERP are quarantined, not published.
+DEMO_RULES = (
+    {"rule_id": "GDP-INVOICE-AMT-NOT-NULL", "layer": "gdp", "dataset": "invoice", "field": "amount_net",
+     "check": "not_null", "on_fail": "quarantine"},
+    {"rule_id": "GDP-INVOICE-CURRENCY", "layer": "gdp", "dataset": "invoice", "field": "currency",
+     "check": "accepted_values", "params": {"values": ["CHF", "EUR", "GBP", "USD"]}, "on_fail": "quarantine"},
+)  # fmt: skip
+
+
+def build_demo_pipeline(keel, result: SeedResult, tenant_id: str, slug: str = "acme") -> None:
+    """Raw -> GDP -> KPI for the demo tenant: SS defines and PA enables the quality rules, its Data
+    Engineer builds every GDP contract it runs (each with the published KPIs based on it), its
+    Business Owner reads each KPI and exports a signed snapshot of it."""
+    from keel.contracts.builds import build_tenant
+    from keel.kpis import service as kpis
+    from keel.quality import service as quality
+
+    ss, pa = actor_for(keel, email_for(Persona.SS)), actor_for(keel, email_for(Persona.PA))
+    for rule in DEMO_RULES:
+        quality.define(keel, ss, rule)
+        quality.enable(keel, pa, rule["rule_id"])
+    de, bo = actor_for(keel, email_for(Persona.DE, slug)), actor_for(keel, email_for(Persona.BO, slug))
+    runs = [run for schema_id in DEMO_GDP for run in build_tenant(keel, de, tenant_id, schema_id)["runs"]]
+    gdp = sum(r["rows"] for r in runs if r["layer"] == "gdp")
+    quarantined = _quarantined(keel, tenant_id)
+    result.steps.append(
+        f"GDP built from Raw ({gdp} rows in {len(DEMO_GDP)} entities; {quarantined} dirty invoices "
+        f"quarantined by {len(DEMO_RULES)} quality rules (04))"
+    )
+    for kpi_id in sorted({r["contract"].partition("@")[0] for r in runs if r["layer"] == "kpi"}):
+        kpi = kpis.get_kpi(keel, bo, tenant_id, kpi_id)
+        snapshot = kpis.export(keel, bo, tenant_id, kpi_id, "csv", {})
+        readings = ", ".join(_reading(c) for c in kpi["current"])
+        result.steps.append(
+            f"KPI {kpi_id} {kpi['period']}: {readings or 'no data'} ({kpi['unit']}); snapshot "
+            f"{snapshot['path']} ({snapshot['receipt_id']})"
+        )
+
+
+def _quarantined(keel, tenant_id: str) -> int:
+    from keel.pipeline import DuckDBEngine
+
+    engine = DuckDBEngine(keel.dataplanes.database_path(tenant_id))
+    with engine.session():
+        names = [n for (n,) in engine.rows(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = 'gdp' AND table_name LIKE 'invoice%quarantine'"
+        )]  # fmt: skip
+        return sum(engine.rows(f'SELECT COUNT(*) FROM gdp."{n}"')[0][0] for n in names)
+
+
+def _reading(current: dict) -> str:
+    """``EUR 41.20 ok``: a KPI's current value in one dimension slice, with its threshold status."""
+    where = "/".join(str(v) for v in current["dimensions"].values()) or "all"
+    value = "-" if current["value"] is None else f"{current['value']:,.2f}"
+    return f"{where} {value} {current['status']}"
 
 
 def credentials_file(keel):

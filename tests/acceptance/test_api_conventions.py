@@ -289,10 +289,15 @@ PAGED = {
     f"{API}/signoffs": ("PA", "user_id", {"subject_id": "SC-20260101-PAGED000"}),
     f"{API}/review-tickets": ("SS", "ticket_id"),
     # -- issue 5: pipeline
+    f"{API}/evidence/export-templates": ("AU", "key"),
     # -- issue 5: quality
+    f"{API}/quality-rules": ("SS", "rule_id"),
+    f"{API}/tenants/{{tenant_id}}/quarantine/{{dataset}}": ("acme:DE", "quarantine_id"),
     # -- issue 5: guardrails
+    f"{API}/guardrails": ("AU", "guardrail_id"),
     # -- issue 5: housekeeping
     # -- issue 5: lineage
+    f"{API}/tenants/{{tenant_id}}/lineage": ("AU", "record_id"),
     # -- issue 5: kpis
 }
 
@@ -431,10 +436,56 @@ def _grow(world: World) -> None:
         assert world.post("PA", f"{API}/platform/deployments", json={}).status_code == 201
         assert world.post("SA", f"{API}/rbac/bundles", json={}).status_code == 201
     # -- issue 5 grow: pipeline
+    for n in range(4):
+        template = {"template_id": f"EV-PAGED-0{n}", "sections": ["identity_map"], "retention_years": 1}
+        assert world.post("CO", f"{API}/evidence/export-templates", json=template).status_code == 201
     # -- issue 5 grow: quality
+    for n in range(4):
+        rule = {"rule_id": f"GDP-PAGED-0{n}", "layer": "gdp", "dataset": "paged", "field": f"f{n}",
+                "check": "not_null", "on_fail": "alert"}  # fmt: skip
+        assert world.post("SS", f"{API}/quality-rules", json=rule).status_code == 201
+    from tests.support_contracts import gdp_contract, publish_contract, write_raw
+
+    fields = {"invoice_id": "string", "amount_net": "decimal"}
+    publish_contract(world, raw_contract("RAW-PAGED-INV", table="shop__invoices", fields=fields))
+    mapping = "SELECT invoice_id, amount_net FROM raw.shop__invoices"
+    gdp = gdp_contract(
+        "GDP-PAGED-INV", based_on="RAW-PAGED-INV@1.0.0", table="invoice", fields=fields, mapping=mapping
+    )
+    publish_contract(world, gdp)
+    nulls = [(f"INV-{n}", None) for n in range(5)]
+    write_raw(world, "acme", "shop__invoices", "invoice_id VARCHAR, amount_net DECIMAL(38, 9)", nulls)
+    quarantine = {
+        "rule_id": "GDP-PAGED-AMT",
+        "layer": "gdp",
+        "dataset": "invoice",
+        "field": "amount_net",
+        "check": "not_null",
+        "on_fail": "quarantine",
+    }
+    assert world.post("SS", f"{API}/quality-rules", json=quarantine).status_code == 201
+    assert world.post("PA", f"{API}/quality-rules/GDP-PAGED-AMT/enable").status_code == 200
+    builds = f"{API}/tenants/{world.tenants['acme']}/builds"
+    built = world.post("acme:DE", builds, json={"schema_id": "GDP-PAGED-INV"})
+    assert built.status_code == 200, built.text
     # -- issue 5 grow: guardrails
+    for n in range(4):
+        rail = {"guardrail_id": f"GR-PAGED-0{n}", "quota_per_day": 5}
+        assert world.post("SA", f"{API}/guardrails", json=rail).status_code == 201
     # -- issue 5 grow: housekeeping
     # -- issue 5 grow: lineage
+    from keel.store.tables import lineage_events
+
+    with world.keel.engine.begin() as conn:
+        for n in range(4):
+            conn.execute(
+                lineage_events.insert().values(
+                    id=f"LIN-20260101-PAGED00{n}", tenant_id=world.tenants["acme"], run_id=f"run-{n}",
+                    job="gdp.paged", event_type="START", layer="gdp", contract="GDP-PAGED@1.0.0",
+                    table_name="gdp.paged__v1_0_0", event={}, columns=0, event_time=utcnow(),
+                    created_at=utcnow(),
+                )
+            )  # fmt: skip
     # -- issue 5 grow: kpis
 
 
@@ -443,7 +494,7 @@ def test_walking_every_list_page_by_page_yields_each_item_once(world):
 
     for limit in (1, 2, 3):
         for template, (who, key, *query) in PAGED.items():
-            path = template.format(tenant_id=world.tenants["acme"])
+            path = template.format(tenant_id=world.tenants["acme"], dataset="invoice")
             query = query[0] if query else {}
             everything = world.get(who, path, params={**query, "limit": 500}).json()
             assert everything["next_cursor"] is None

@@ -10,6 +10,10 @@ from typer.testing import CliRunner
 from keel.cli.main import app
 from keel.contracts.templates import load_templates
 
+# The shipped KPI templates, each read and snapshotted by the seed (one step each).
+DEMO_KPIS = [f"KPI-{name[4:-5].upper()}" for name, _ in load_templates() if name.startswith("kpi-")]
+SEED_STEPS = 8 + len(DEMO_KPIS)
+
 CHAIN = [
     ("provision tenant initech", "PA", "PROVISIONED"),
     ("validate tenant isolation", "SA", "ACTIVE"),
@@ -42,7 +46,7 @@ def test_the_demo_runs_the_whole_chain_and_ends_with_a_verified_ledger(settings,
 
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    seeded, chain = summary["steps"][:7], summary["steps"][7:]
+    seeded, chain = summary["steps"][:SEED_STEPS], summary["steps"][SEED_STEPS:]
     templates = len(load_templates())
     assert [s["name"] for s in seeded[:5]] == [
         "provider users created (one per provider persona)",
@@ -57,7 +61,19 @@ def test_the_demo_runs_the_whole_chain_and_ends_with_a_verified_ledger(settings,
         " records ingested into Raw"
     )
     assert seeded[6]["name"].startswith("source CRM onboarded to READY")
-    assert [s["subject"][:4] for s in seeded[1:]] == ["DEP-", "RBAC", "-", "TEN-", "SRC-", "SRC-"]
+    # Raw -> GDP with the dirty invoices quarantined, then each KPI read with its threshold status and
+    # a signed snapshot (its receipt's id is the step's subject).
+    assert (
+        seeded[7]["name"].startswith("GDP built from Raw (")
+        and "dirty invoices quarantined" in seeded[7]["name"]
+    )
+    kpis = seeded[8:]
+    assert [s["name"].split()[1] for s in kpis] == sorted(DEMO_KPIS)
+    assert all(" snapshot " in s["name"] and s["subject"].startswith("RCP-") for s in kpis)
+    assert any(" breached" in s["name"] for s in kpis) and any(" ok" in s["name"] for s in kpis)
+    assert [s["subject"][:4] for s in seeded[1:]] == ["DEP-", "RBAC", "-", "TEN-", "SRC-", "SRC-", "-"] + [
+        "RCP-"
+    ] * len(DEMO_KPIS)
     assert [(s["name"], s["persona"]) for s in chain] == [(name, persona) for name, persona, _ in CHAIN]
     assert [s["status"] for s in chain if not s["name"].startswith("archive")] == [
         status for name, _, status in CHAIN if status
@@ -87,7 +103,7 @@ def test_the_demo_prints_a_summary_for_people(settings, tmp_path):
 
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    for number, (name, persona, _) in enumerate(CHAIN, start=8):
+    for number, (name, persona, _) in enumerate(CHAIN, start=SEED_STEPS + 1):
         assert any(f"│ {number:<2} │ {name} " in line and f"│ {persona} " in line for line in lines), name
     assert any(line.startswith("ledger: ") and ", verifies: " in line for line in lines)
     assert f"state kept in {home}" in result.stdout

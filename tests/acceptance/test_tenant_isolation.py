@@ -65,10 +65,14 @@ MISSING = {
     "review_ticket_id": "TKT-20260101-ZZZZZZZZ",
     # -- issue 5: pipeline
     # -- issue 5: quality
+    "rule_id": "GDP-NO-SUCH-RULE",
+    "dataset": "no_such_dataset",
     # -- issue 5: guardrails
+    "guardrail_id": "GR-NO-SUCH-01",
     # -- issue 5: housekeeping
     # -- issue 5: lineage
     # -- issue 5: kpis
+    "kpi_id": "KPI-NO-SUCH-KPI",
 }
 
 PUBLIC: dict[tuple[str, str], str] = {
@@ -265,11 +269,62 @@ PROBES: dict[tuple[str, str], Probe] = {
     ("GET", f"{API}/notices/deliveries"): none(200, query={"subject_id": "SC-PROBE"}),
     ("POST", f"{API}/signoffs"): none(404, body={"subject_id": "SC-PROBE", "approve": True}),
     # -- issue 5: pipeline
+    # evidence export templates and packs (05): templates are the platform's; a pack names its tenant
+    ("POST", f"{API}/evidence/export-templates"): none(
+        403, body={"template_id": "EV-PROBE-01", "sections": ["identity_map"], "retention_years": 1}
+    ),
+    ("GET", f"{API}/evidence/export-templates"): none(200),
+    ("POST", f"{API}/tenants/{{tenant_id}}/evidence-packs"): Probe(
+        "tenant", body={"template_id": "EV-PROBE-01"}
+    ),
     # -- issue 5: quality
+    # data-quality rules (04): rules are platform objects (tenant personas define or enable none); a
+    # tenant's quarantine is refused on the tenant in the path
+    ("POST", f"{API}/quality-rules"): Probe(
+        "body",
+        body={
+            "rule_id": "GDP-PROBE-RULE",
+            "layer": "gdp",
+            "dataset": "probe",
+            "field": "probe",
+            "check": "not_null",
+            "on_fail": "alert",
+            "tenant_id": "{tenant_id}",
+        },
+    ),
+    ("GET", f"{API}/quality-rules"): Probe("object", query={"tenant_id": "{tenant_id}"}),
+    ("POST", f"{API}/quality-rules/{{rule_id}}/enable"): Probe("object"),
+    ("GET", f"{API}/tenants/{{tenant_id}}/quarantine/{{dataset}}"): Probe("tenant"),
+    ("POST", f"{API}/tenants/{{tenant_id}}/quarantine/{{dataset}}/release"): Probe(
+        "tenant", body={"quarantine_ids": ["probe"]}
+    ),
     # -- issue 5: guardrails
+    # guardrails and spend (04, 05b): guardrails are the platform's (tenant personas define or enable
+    # none, and see no other tenant's); evaluations and spend are refused on the tenant in the path
+    ("POST", f"{API}/guardrails"): Probe(
+        "body", body={"guardrail_id": "GR-PROBE-01", "quota_per_day": 1, "tenant_scope": "{tenant_id}"}
+    ),
+    ("GET", f"{API}/guardrails"): none(200),
+    ("GET", f"{API}/guardrails/{{guardrail_id}}"): Probe("object"),
+    ("POST", f"{API}/guardrails/{{guardrail_id}}/enable"): Probe("object"),
+    ("POST", f"{API}/tenants/{{tenant_id}}/guardrail-evaluations"): Probe(
+        "tenant", body={"action": "workflow:Execute"}
+    ),
+    ("GET", f"{API}/tenants/{{tenant_id}}/spend"): Probe("tenant"),
     # -- issue 5: housekeeping
     # -- issue 5: lineage
+    ("GET", f"{API}/tenants/{{tenant_id}}/lineage"): Probe("tenant"),
+    ("GET", f"{API}/tenants/{{tenant_id}}/lineage/graph"): Probe("tenant"),
     # -- issue 5: kpis
+    # KPI consumption (07): a tenant's KPI results are refused on the tenant in the path
+    ("GET", f"{API}/tenants/{{tenant_id}}/kpis"): Probe("tenant"),
+    ("GET", f"{API}/tenants/{{tenant_id}}/kpis/{{kpi_id}}"): Probe("tenant"),
+    ("GET", f"{API}/tenants/{{tenant_id}}/kpis/{{kpi_id}}/drill"): Probe(
+        "tenant", query={"period": "2026-01-01"}
+    ),
+    ("POST", f"{API}/tenants/{{tenant_id}}/kpis/{{kpi_id}}/snapshots"): Probe(
+        "tenant", body={"format": "csv"}
+    ),
     ("GET", f"{API}/signoffs"): none(200, query={"subject_id": "SC-PROBE"}),
     ("POST", f"{API}/post-change-incidents"): Probe(
         "body", body={"subject_id": "SC-PROBE", "summary": "probe", "schema_id": "{schema_id}"}
@@ -420,14 +475,23 @@ def _globex_objects(world: World) -> Isolation:
         "template_id": _ok(world.get("PA", f"{API}/connector-templates"))["items"][0]["template_id"],
         # -- issue 5 ids: pipeline
         # -- issue 5 ids: quality
+        "rule_id": "GDP-GLOBEX-RULE",
+        "dataset": "invoice",
         # -- issue 5 ids: guardrails
+        "guardrail_id": "GR-GLOBEX-01",
         # -- issue 5 ids: housekeeping
         # -- issue 5 ids: lineage
         # -- issue 5 ids: kpis
+        "kpi_id": "KPI-DSO",
     }
     # -- issue 5 objects: pipeline
     # -- issue 5 objects: quality
+    rule = {"rule_id": "GDP-GLOBEX-RULE", "layer": "gdp", "dataset": "invoice", "field": "amount_net",
+            "check": "not_null", "on_fail": "alert", "tenant_id": globex}  # fmt: skip
+    assert world.post("SS", f"{API}/quality-rules", json=rule).status_code == 201
     # -- issue 5 objects: guardrails
+    rail = {"guardrail_id": "GR-GLOBEX-01", "quota_per_day": 3, "tenant_scope": globex}
+    assert world.post("SA", f"{API}/guardrails", json=rail).status_code == 201
     # -- issue 5 objects: housekeeping
     # -- issue 5 objects: lineage
     # -- issue 5 objects: kpis

@@ -60,6 +60,8 @@ def lake(tmp_path_factory):
     for contract in (c for c in CONTRACTS if c.layer is Layer.GDP):
         for dataset in contract.datasets:
             plan = validate_mapping(dataset.mapping_sql, dataset, rules.source_tables(contract, CONTEXT))
+            # The seed built the pipeline's views already; this oracle builds the plain SQL in their place.
+            con.execute(f'DROP VIEW IF EXISTS gdp."{dataset.name}"')
             con.execute(f'CREATE TABLE gdp."{dataset.name}" AS {plan.sql}')
     try:
         yield con

@@ -15,6 +15,7 @@ from keel.api.routes import (
     connectors,
     contracts,
     evidence,
+    evidence_packs,
     extensions,
     guardrails,
     health,
@@ -63,6 +64,7 @@ def create_app(keel) -> FastAPI:
         housekeeping,
         lineage,
         kpis,
+        evidence_packs,
     ):
         app.include_router(module.router, prefix="/api/v1")
     return app

@@ -182,12 +182,23 @@ _CATALOG = (
     Action("evidence:Read",               EVIDENCE,      R),
     Action("evidence:Verify",             EVIDENCE,      R),
     Action("evidence:Export",             EVIDENCE,      M),
+    Action("evidence:DefineTemplate",     EVIDENCE,      M),  # CO: export templates (05 step 4)
     # -- issue 5: pipeline
     # -- issue 5: quality
+    Action("rule:Read",                   SCHEMA,        R),  # data-quality rules (04)
+    Action("rule:Define",                 SCHEMA,        M),  # SS defines and versions rules
+    Action("rule:Enable",                 PLATFORM,      M),  # PA enforces them ("Enforce ... (PA)")
+    Action("quarantine:Release",          CONNECTOR,     M),  # DE/TA fix and release rows (tenant guard)
     # -- issue 5: guardrails
+    Action("guardrail:Read",              OBSERVABILITY, R),  # guardrails and spend (04, 05b)
+    Action("guardrail:Define",            IAM,           M),  # SA sets quotas, residency, caps
+    Action("guardrail:Enable",            PLATFORM,      M),  # PA enforces them
+    Action("guardrail:Evaluate",          WORKFLOW,      C),  # check an action before running it
     # -- issue 5: housekeeping
     # -- issue 5: lineage
+    Action("lineage:Read",                EVIDENCE,      R),  # lineage records and graph (05)
     # -- issue 5: kpis
+    Action("kpi:Export",                  KPI,           R, tenant_data=True),  # snapshots (07 step 3)
 )  # fmt: skip
 
 ACTIONS: dict[str, Action] = {a.name: a for a in _CATALOG}

@@ -271,3 +271,51 @@ def _write(path: Path, data: bytes) -> None:
         path.write_bytes(data)
     except OSError as exc:
         raise CliError(f"output: cannot write {path}: {exc.strerror}", EXIT_INPUT, field="output") from None
+
+
+template_app = typer.Typer(
+    help="Evidence export templates and the packs made from them.", no_args_is_help=True
+)
+app.add_typer(template_app, name="template")
+
+
+@template_app.command("define")
+def define_template(
+    ctx: typer.Context,
+    template_id: Annotated[str, typer.Argument(help="Template id, e.g. EV-STD-01.")],
+    sections: Annotated[
+        list[str],
+        typer.Option("--section", help="action_receipts, kpi_snapshots, lineage_diagrams or identity_map."),
+    ],
+    retention_years: Annotated[int, typer.Option("--retention-years", help="How long a pack is kept.")],
+) -> None:
+    """Define a template, or its next version (Compliance Officer)."""
+    state = state_of(ctx)
+    body = {"template_id": template_id, "sections": sections, "retention_years": retention_years}
+    render.show(state, state.api().post(f"{EVIDENCE}/export-templates", json=body), title="Export template")
+
+
+@template_app.command("list")
+def list_templates(ctx: typer.Context) -> None:
+    """Every version of every export template."""
+    state = state_of(ctx)
+    items = state.api().get_all(f"{EVIDENCE}/export-templates")
+    columns = ["template_id", "version", "sections", "retention_years", "created_at"]
+    render.show(state, items, columns=columns, title="Export templates")
+
+
+@template_app.command("pack")
+def generate_pack(
+    ctx: typer.Context,
+    template_id: Annotated[str, typer.Argument(help="Template id, e.g. EV-STD-01.")],
+    tenant: Annotated[str, typer.Option("--tenant", help="The tenant the pack is about (id).")],
+    version: Annotated[
+        int | None, typer.Option("--version", help="A template version (default: latest).")
+    ] = None,
+) -> None:
+    """Generate a tenant's evidence pack from a template (Compliance Officer); prints its path and sha256."""
+    state = state_of(ctx)
+    body = {"template_id": template_id, **({"version": version} if version else {})}
+    render.show(
+        state, state.api().post(f"/api/v1/tenants/{tenant}/evidence-packs", json=body), title="Evidence pack"
+    )

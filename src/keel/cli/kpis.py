@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
+
+from keel.cli import render
+from keel.cli.client import state_of
 
 app = typer.Typer(
     help="Publish KPIs and read them: values, thresholds, drill-through, snapshots (06, 07).",
@@ -11,3 +16,71 @@ app = typer.Typer(
 
 # Command groups this module adds to ``keel`` (name -> Typer app); main.py registers them all.
 APPS: dict[str, typer.Typer] = {"kpi": app}
+
+COLUMNS = ["kpi_id", "name", "version", "unit", "period", "breached"]
+Tenant = Annotated[str, typer.Option("--tenant", help="The tenant id (TEN-...).")]
+KpiId = Annotated[str, typer.Argument(help="KPI contract id, e.g. KPI-DSO.")]
+Filters = Annotated[
+    list[str] | None, typer.Option("--filter", help="A dimension value, dimension=value (repeatable).")
+]
+
+
+def _filters(pairs: list[str] | None) -> dict[str, str]:
+    chosen = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise typer.BadParameter(f"'{pair}' is not dimension=value", param_hint="--filter")
+        chosen[name.strip()] = value.strip()
+    return chosen
+
+
+def _base(tenant: str) -> str:
+    return f"/api/v1/tenants/{tenant}/kpis"
+
+
+@app.command("list")
+def list_kpis(ctx: typer.Context, tenant: Tenant) -> None:
+    """The KPIs your roles may see, with the current value and whether a threshold is breached."""
+    state = state_of(ctx)
+    items = state.api().get(_base(tenant))["items"]
+    render.show(state, items, title="KPIs", columns=COLUMNS)
+
+
+@app.command("show")
+def show(ctx: typer.Context, kpi_id: KpiId, tenant: Tenant, filters: Filters = None) -> None:
+    """One KPI: thresholds, targets, current values and history at its grain."""
+    state = state_of(ctx)
+    render.show(state, state.api().get(f"{_base(tenant)}/{kpi_id}", params=_filters(filters)), title="KPI")
+
+
+@app.command("drill")
+def drill(
+    ctx: typer.Context,
+    kpi_id: KpiId,
+    tenant: Tenant,
+    period: Annotated[str, typer.Option("--period", help="The period's first day, YYYY-MM-DD.")],
+    filters: Filters = None,
+) -> None:
+    """The GDP rows behind one value and the Raw records (with batch ids) they came from."""
+    state = state_of(ctx)
+    params = {"period": period, **_filters(filters)}
+    render.show(
+        state, state.api().get(f"{_base(tenant)}/{kpi_id}/drill", params=params), title="Drill-through"
+    )
+
+
+@app.command("export")
+def export(
+    ctx: typer.Context,
+    kpi_id: KpiId,
+    tenant: Tenant,
+    fmt: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
+    filters: Filters = None,
+) -> None:
+    """Export a snapshot file into the tenant's data plane, with a signed receipt of its SHA-256."""
+    state = state_of(ctx)
+    body = {"format": fmt, "filters": _filters(filters)}
+    render.show(
+        state, state.api().post(f"{_base(tenant)}/{kpi_id}/snapshots", json=body), title="KPI snapshot"
+    )

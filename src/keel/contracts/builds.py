@@ -78,10 +78,21 @@ def plan_for(conn, contract_id: str, version: str, tenant_id: str | None = None)
 
 def build(keel, tenant_id: str, plan: Plan) -> Build:
     """Build every table of ``plan`` in the tenant's data plane, without activating anything."""
+    from keel.identity.actor import SYSTEM
+    from keel.quality.errors import RuleBlocked
+    from keel.quality.service import enabled_rules, record_blocked
+
     engine = DuckDBEngine(keel.dataplanes.database_path(tenant_id))
     done = Build()
+    with keel.uow() as uow:  # the tenant's enabled data-quality rules (04), global and its own
+        rules = enabled_rules(uow.conn, tenant_id) if plan.datasets else []
     for dataset, mapping in plan.datasets:
-        result = materialize_gdp(engine, plan.contract, dataset, mapping)
+        mine = [r for r in rules if r.dataset == safe_name(dataset.name, "dataset")]
+        try:
+            result = materialize_gdp(engine, plan.contract, dataset, mapping, rules=mine)
+        except RuleBlocked as blocked:
+            record_blocked(keel, SYSTEM, tenant_id, blocked)
+            raise
         done.runs.append(result)
         done.views[("gdp", result.name)] = result.version
     for kpi, kpi_plan, gdp_version in plan.kpis:
@@ -211,9 +222,19 @@ def run_view(run: RunResult) -> dict:
     }
 
 
+def lineage_of(plan: Plan) -> dict[tuple[str, str], dict[str, tuple[tuple[str, str], ...]]]:
+    """Column lineage of each ``(layer, name)`` a plan builds: output field -> (table, column) pairs
+    (a KPI's one output is its ``value``)."""
+    found = {view: dict(m.lineage) for view, (_, m) in zip(views_of(plan), plan.datasets, strict=False)}
+    for view, (_, k, _) in zip(views_of(plan)[len(plan.datasets) :], plan.kpis, strict=False):
+        found[view] = {"value": tuple(k.lineage)} if k.lineage else {}
+    return found
+
+
 def build_tenant(keel, actor, tenant_id: str, schema_id: str) -> dict:
     """Build and activate the version of ``schema_id`` the tenant runs (with the KPIs on it)."""
     from keel.contracts.lifecycle import active_version
+    from keel.quality import service as quality
     from keel.tenants.service import load_tenant
 
     with keel.uow() as uow:
@@ -224,6 +245,9 @@ def build_tenant(keel, actor, tenant_id: str, schema_id: str) -> dict:
         if version is None:
             raise InvalidInput("schema_id", f"'{schema_id}' has no published version the tenant runs")
         plan = plan_for(uow.conn, schema_id, version, tenant_id)
+    from keel.lineage import store as lineage_store
+
+    lineages = lineage_of(plan)
     try:
         done = build(keel, tenant_id, plan)
     except MaterializationFailed as failed:
@@ -236,11 +260,15 @@ def build_tenant(keel, actor, tenant_id: str, schema_id: str) -> dict:
                 contract=plan.contract.key,
                 table=failed.result.table,
             )
+            lineage = lineages.get((failed.result.layer, failed.result.name))
+            sent = lineage_store.capture(uow, tenant_id, failed.result, lineage, actor=actor)  # START, FAIL
             uow.commit()
+        lineage_store.send(keel, sent)
         raise
     activate_views(keel, tenant_id, done.views)
     with keel.uow() as uow:
         record_runs(uow.conn, tenant_id, done.runs, purpose="build", run_by=actor.user_id)
+        quality.record_outcomes(uow, actor, tenant_id, done.runs)  # rule.applied, rates, alerts (04)
         uow.record(
             "pipeline.run.completed",
             actor_id=actor.user_id,
@@ -249,5 +277,13 @@ def build_tenant(keel, actor, tenant_id: str, schema_id: str) -> dict:
             tables=[r.table for r in done.runs],
             rows=sum(r.rows for r in done.runs),
         )
+        sent = [  # START and COMPLETE events with column lineage, per table (05)
+            record_id
+            for r in done.runs
+            for record_id in lineage_store.capture(
+                uow, tenant_id, r, lineages.get((r.layer, r.name)), actor=actor
+            )
+        ]
         uow.commit()
+    lineage_store.send(keel, sent)  # after the commit: a failed send never fails the build
     return {"schema_id": schema_id, "version": version, "runs": [run_view(r) for r in done.runs]}

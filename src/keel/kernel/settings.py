@@ -131,8 +131,22 @@ class Settings(BaseSettings):
     # -- issue 5: pipeline
     # -- issue 5: quality
     # -- issue 5: guardrails
+    guardrail_price_compute_hour_usd: float = Field(
+        0.40, description="Price of one compute hour (pipeline and ingestion runs) in a tenant's spend.", ge=0
+    )
+    guardrail_price_storage_gb_day_usd: float = Field(
+        0.001, description="Price of one GB of a tenant's data plane held for a day, in its spend.", ge=0
+    )
     # -- issue 5: housekeeping
     # -- issue 5: lineage
+    openlineage_url: str | None = Field(
+        None,
+        description="Base URL of an OpenLineage HTTP endpoint (e.g. Marquez); each run event is POSTed "
+        "to `<url>/api/v1/lineage` after it is stored. Unset: lineage is only stored.",
+    )
+    openlineage_timeout_seconds: float = Field(
+        5.0, description="Longest wait for the OpenLineage endpoint to answer, per event.", gt=0
+    )
     # -- issue 5: kpis
     log_level: str = Field("INFO", description="Python logging level.")
 

@@ -35,9 +35,13 @@ RATES = {
     "coverage_of_notified_assets": "notified_asset_outcome",  # impacted assets whose people were reached
     # -- issue 5: pipeline
     # -- issue 5: quality
+    "rule_pass_rate": "rule_pass_outcome",  # rules applied to a build that no row failed
+    "rule_block_rate": "rule_block_outcome",  # rules applied to a build that blocked it
+    "false_positive_rate": "false_positive_outcome",  # quarantine decisions that were false positives
     # -- issue 5: guardrails
     # -- issue 5: housekeeping
     # -- issue 5: lineage
+    "lineage_link_rate": "lineage_link_outcome",  # runs captured with column lineage
     # -- issue 5: kpis
 }
 COUNTERS = (
@@ -59,6 +63,8 @@ COUNTERS = (
     # -- issue 5: housekeeping
     # -- issue 5: lineage
     # -- issue 5: kpis
+    "kpi_view_count",  # KPI views: lists, details, drill-throughs (07)
+    "export_count",  # KPI snapshots exported (07)
 )
 GAUGES = (
     "provisioning_time",
@@ -69,6 +75,9 @@ GAUGES = (
     # -- issue 5: pipeline
     # -- issue 5: quality
     # -- issue 5: guardrails
+    "storage_footprint_gb",  # a tenant's data plane, measured when its spend is computed
+    "compute_hours",  # a tenant's pipeline and ingestion run time today
+    "spend_to_budget_ratio",  # today's spend over the tightest enabled spend cap
     # -- issue 5: housekeeping
     # -- issue 5: lineage
     # -- issue 5: kpis

@@ -11,8 +11,9 @@ are another KPI version. Readers see a version once it is activated
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 
 from keel.contracts.kpi_sql import KpiPlan
@@ -33,6 +34,7 @@ from keel.pipeline.statements import (
     count_rows,
     create_schema,
     create_table_as,
+    drop_table,
     ordered,
     render,
     retarget,
@@ -54,9 +56,19 @@ __all__ = [
 Counts = tuple[int, int, int, dict[str, int]]  # rows, error rows, dq failures, per check
 
 
-def materialize_gdp(engine: Engine, contract: Contract, dataset: Dataset, plan: MappingPlan) -> RunResult:
+def materialize_gdp(
+    engine: Engine, contract: Contract, dataset: Dataset, plan: MappingPlan, rules: Sequence = ()
+) -> RunResult:
     """Build ``gdp."<table>__v<version>"`` from the mapping, typed as the dataset declares, and
-    count its type errors and constraint failures in the same transaction."""
+    count its type errors and constraint failures in the same transaction.
+
+    ``rules`` (``keel.quality.model.Rule``, enabled, of this dataset) are checked in the same
+    transaction by one query: a failing ``block`` rule raises ``RuleBlocked`` (nothing is built),
+    rows failing a ``quarantine`` rule move to ``gdp."<table>__v<version>__quarantine"``, ``alert``
+    rules are only counted; the counts per rule come back in ``RunResult.rule_results``."""
+    from keel.quality.compile import counts_query, failures, kept, quarantined
+    from keel.quality.errors import RuleBlocked
+
     if contract.layer is not Layer.GDP or contract.dataset(dataset.name) is None:
         raise InvalidInput("dataset", f"'{dataset.name}' is not a dataset of GDP contract {contract.key}")
     name = safe_name(dataset.name, "dataset")
@@ -64,16 +76,59 @@ def materialize_gdp(engine: Engine, contract: Contract, dataset: Dataset, plan: 
         raise InvalidInput("plan", f"the plan builds {plan.target}, not gdp.{name}")
     target = table("gdp", versioned(name, contract.version))
     checks = constraint_checks(dataset)
+    rules = tuple(rules)
+    fields = {f.name for f in dataset.fields}
+    for rule in rules:
+        if rule.field not in fields:
+            raise InvalidInput(
+                "rules", f"rule {rule.key} checks '{rule.field}', not a field of {dataset.name}"
+            )
+    quarantine = table("gdp", f"{target.name}__quarantine")
+    outcome: dict[str, dict] = {}
 
     def build() -> Counts:
         sql = partial(render, dialect=engine.dialect)
         engine.execute(sql(create_schema("gdp")))
         found = {column.lower(): kind for column, kind in engine.describe(sql(plan.expression))}
         engine.execute(sql(create_table_as(target, conform(plan.expression, dataset, found, engine.dialect))))
+        if rules:
+            _apply_rules(
+                engine, target, quarantine, rules, outcome, counts_query, failures, kept, quarantined
+            )
+            blocked = [r for r in rules if r.on_fail == "block" and outcome[r.rule_id]["failed"]]
+            if blocked:
+                raise RuleBlocked(f"gdp.{target.name}", blocked, outcome)
+        else:
+            engine.execute(sql(drop_table(quarantine)))
         (row,) = engine.dicts(sql(quality_query(target, checks, TYPE_ERROR)))
         return counts(row, checks)
 
-    return _run(engine, contract, "gdp", name, target.name, plan.tables, build)
+    result = _run(engine, contract, "gdp", name, target.name, plan.tables, build)
+    return dataclasses.replace(result, rule_results=outcome) if outcome else result
+
+
+def _apply_rules(
+    engine, target, quarantine, rules, outcome, counts_query, failures, kept, quarantined
+) -> None:
+    """Count every rule's failures in one scan; move rows failing a quarantine rule aside."""
+    sql = partial(render, dialect=engine.dialect)
+    (row,) = engine.dicts(sql(counts_query(target, rules)))
+    checked, failed = failures(row, rules)
+    for rule in rules:
+        outcome[rule.rule_id] = {
+            "version": rule.version,
+            "on_fail": rule.on_fail,
+            "checked": checked,
+            "failed": failed[rule.rule_id],
+            "passed": checked - failed[rule.rule_id],
+        }
+    columns = [c for c, _ in engine.columns("gdp", target.name)]
+    if any(r.on_fail == "quarantine" for r in rules):
+        engine.execute(sql(create_table_as(quarantine, quarantined(target, columns, rules))))
+        if any(r.on_fail == "quarantine" and failed[r.rule_id] for r in rules):
+            engine.execute(sql(create_table_as(target, kept(target, columns, rules))))
+    else:
+        engine.execute(sql(drop_table(quarantine)))
 
 
 def materialize_kpi(engine: Engine, contract: Contract, plan: KpiPlan, gdp_table_version: str) -> RunResult:

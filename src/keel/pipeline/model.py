@@ -14,7 +14,8 @@ class RunResult:
     ``error_rows`` are rows holding a value that could not be converted to its
     field's declared type (it was stored as NULL); ``dq_failures`` are rows that
     break at least one of the dataset's NOT NULL, unique or primary-key
-    constraints, with the count per constraint in ``dq_checks``. A run that did
+    constraints, with the count per constraint in ``dq_checks``; ``rule_results`` counts
+    the data-quality rules (04) it applied. A run that did
     not commit has ``error`` set and counts nothing.
     """
 
@@ -32,6 +33,8 @@ class RunResult:
     duration_seconds: float
     dq_checks: Mapping[str, int] = field(default_factory=dict, hash=False)
     error: str | None = None
+    # data-quality rules (04): rule id -> version, on_fail, checked, failed, passed
+    rule_results: Mapping[str, Mapping] = field(default_factory=dict, hash=False)
 
     @property
     def ok(self) -> bool:

@@ -47,6 +47,11 @@ def create_table_as(target: exp.Table, query: exp.Query) -> exp.Create:
     return exp.Create(this=target, kind="TABLE", replace=True, expression=query)
 
 
+def drop_table(target: exp.Table) -> exp.Drop:
+    """``DROP TABLE IF EXISTS target``."""
+    return exp.Drop(tables=[target], kind="TABLE", exists=True)
+
+
 def create_view(view: exp.Table, source: exp.Table, columns: Sequence[str]) -> exp.Create:
     """``CREATE OR REPLACE VIEW view AS SELECT columns FROM source``."""
     query = exp.select(*(exp.column(c, quoted=True) for c in columns)).from_(source)

@@ -34,12 +34,14 @@ from keel.store.tables import deployments, platform_keys
 
 # Dependencies -------------------------------------------------------------------------------
 def check_store_schema(keel, conn) -> None:
-    """The control-plane store is reachable and at the newest migration."""
-    current = MigrationContext.configure(conn).get_current_revision()
-    head = ScriptDirectory.from_config(alembic_config(keel.engine)).get_current_head()
-    if current != head:
+    """The control-plane store is reachable and at the newest migration (of every branch)."""
+    current = set(MigrationContext.configure(conn).get_current_heads())
+    heads = set(ScriptDirectory.from_config(alembic_config(keel.engine)).get_heads())
+    if current != heads:
         raise DependencyMissing(
-            "control_plane.store", f"the store is at migration {current}, the platform needs {head}"
+            "control_plane.store",
+            f"the store is at migration {', '.join(sorted(current)) or 'none'}, "
+            f"the platform needs {', '.join(sorted(heads))}",
         )
 
 
@@ -80,7 +82,7 @@ def check_dependencies(keel, conn) -> None:
 def provision_control_plane(keel, uow) -> dict:
     started = time.perf_counter()
     uow.conn.execute(sa.select(sa.func.count()).select_from(deployments)).scalar()
-    head = MigrationContext.configure(uow.conn).get_current_revision()
+    head = ",".join(sorted(MigrationContext.configure(uow.conn).get_current_heads()))
     return {
         "status": "provisioned",
         "dialect": uow.conn.dialect.name,

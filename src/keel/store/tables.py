@@ -219,6 +219,18 @@ receipts = Table(
     _ts("created_at", False),
 )
 
+# Evidence export templates (05): the sections a pack holds and how long it is kept; a fix is a new version.
+export_templates = Table(
+    "export_templates",
+    metadata,
+    Column("template_id", String(60), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("sections", JSON, nullable=False),
+    Column("retention_years", Integer, nullable=False),
+    Column("defined_by", String(40), nullable=False),
+    _ts("created_at", False),
+)
+
 incidents = Table(
     "incidents",
     metadata,
@@ -626,11 +638,86 @@ pipeline_runs = Table(
 # == issue 5: pipeline tables ==
 
 # == issue 5: quality tables ==
+# Data-quality rules (04): every version of every rule; ``current`` marks the newest one, the only
+# one that may be enabled. tenant_id None: a global rule.
+dq_rules = Table(
+    "dq_rules",
+    metadata,
+    Column("rule_id", String(80), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("tenant_id", String(40), index=True),
+    Column("layer", String(8), nullable=False),
+    Column("dataset", String(80), nullable=False),
+    Column("field", String(80), nullable=False),
+    Column("check", String(20), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("on_fail", String(12), nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("current", Boolean, nullable=False),
+    Column("defined_by", String(40), nullable=False),
+    Column("enabled_by", String(40)),
+    _ts("created_at", False),
+    _ts("enabled_at"),
+)
 
 # == issue 5: guardrails tables ==
+# Guardrails (04, 05b): every version of every guardrail; ``current`` marks the newest, the only one
+# that may be enabled. tenant_id None: every tenant. ``spec`` holds the kind's fields.
+guardrails = Table(
+    "guardrails",
+    metadata,
+    Column("guardrail_id", String(80), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("kind", String(20), nullable=False),
+    Column("tenant_id", String(40), index=True),
+    Column("description", Text, nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("current", Boolean, nullable=False),
+    Column("defined_by", String(40), nullable=False),
+    Column("enabled_by", String(40)),
+    _ts("created_at", False),
+    _ts("enabled_at"),
+)
+
+# What each guardrail counted for a tenant on one UTC day: allowed uses, exported rows and bytes,
+# refusals (the first refusal of a day fires the alert).
+guardrail_usage = Table(
+    "guardrail_usage",
+    metadata,
+    Column("guardrail_id", String(80), primary_key=True),
+    Column("tenant_id", String(40), primary_key=True),
+    Column("day", String(10), primary_key=True),  # YYYY-MM-DD, UTC
+    Column("uses", Integer, nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("breaches", Integer, nullable=False),
+    _ts("updated_at", False),
+)
 
 # == issue 5: housekeeping tables ==
 
 # == issue 5: lineage tables ==
+# OpenLineage run events (05): one row per START/COMPLETE/FAIL event of a pipeline run; ``event`` is
+# the event as sent (OpenLineage JSON); ``sent`` is None (no endpoint), "sent" or "failed".
+lineage_events = Table(
+    "lineage_events",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(40), nullable=False, index=True),
+    Column("run_id", String(40), nullable=False, index=True),  # OpenLineage run id (uuid)
+    Column("job", String(200), nullable=False),  # "gdp.invoice", "kpi.kpi_dso"
+    Column("event_type", String(10), nullable=False),  # START, COMPLETE, FAIL
+    Column("layer", String(8), nullable=False),
+    Column("contract", String(200), nullable=False),
+    Column("table_name", String(200), nullable=False),
+    Column("event", JSON, nullable=False),
+    Column("columns", Integer, nullable=False),  # output fields with column lineage
+    Column("sent", String(10)),
+    Column("send_error", Text),
+    _ts("event_time", False),
+    _ts("created_at", False),
+    Index("ix_lineage_events_tenant_job", "tenant_id", "job", "created_at"),
+)
 
 # == issue 5: kpis tables ==

@@ -44,7 +44,7 @@ def test_publishing_needs_dual_control_and_execute_and_rollback_are_break_glass_
         "workflow:Publish",
     }
     assert {n for n, a in ACTIONS.items() if a.break_glass} == {"workflow:Execute", "schema:Rollback"}
-    assert {n for n, a in ACTIONS.items() if a.tenant_data} == {"data:Read", "kpi:GetResults"}
+    assert {n for n, a in ACTIONS.items() if a.tenant_data} == {"data:Read", "kpi:GetResults", "kpi:Export"}
 
 
 def test_grants_follow_the_matrix_apart_from_tenant_data_and_extra_grants():

@@ -1,0 +1,1 @@
+"""Housekeeping (05b): retention policies, cold tiering, deletion, compaction, legal holds."""

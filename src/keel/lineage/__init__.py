@@ -1,0 +1,1 @@
+"""Lineage of pipeline runs (05): OpenLineage run events with column lineage, stored and sent."""

@@ -1,0 +1,454 @@
+"""The rule registry, its conflict checks, build outcomes and the quarantine review (04).
+
+Schema Stewards define rules (``rule:Define``); each change of a rule is a new version
+(``rule.versioned``) and starts disabled. A Platform Admin enables the newest version
+(``rule:Enable``), refused with a ``Conflict`` naming both rules when it contradicts an
+enabled rule on the same dataset field (``rule.conflict`` is recorded either way).
+Builds apply a tenant's enabled rules (global ones and its own) through
+``keel.pipeline.materialize_gdp``; ``record_outcomes`` then records ``rule.applied``,
+the rates and an incident with ``alert.fired`` for failing quarantine and alert rules.
+A tenant's Data Engineer reviews quarantined rows (``data:Read``) and releases them,
+fixed or as false positives (``quarantine:Release``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlglot import exp
+
+from keel.authz.engine import Resource
+from keel.identity.actor import Actor
+from keel.kernel.clock import as_utc, utcnow
+from keel.kernel.errors import Conflict, InvalidInput, NotFound
+from keel.observability import metrics
+from keel.observability.incidents import open_incident
+from keel.quality.compile import QID_COLUMN, REASON_COLUMN, ROWS, RULE_COLUMN, still_failing
+from keel.quality.model import Rule, of_row, parse_predicate, validate
+from keel.store.tables import dq_rules
+
+log = logging.getLogger(__name__)
+READ, DEFINE, ENABLE, RELEASE = "rule:Read", "rule:Define", "rule:Enable", "quarantine:Release"
+_KEEL_COLUMNS = (RULE_COLUMN, REASON_COLUMN, QID_COLUMN)
+
+
+# Registry -------------------------------------------------------------------------------------
+def define(keel, actor: Actor, spec: Mapping[str, Any]) -> dict:
+    """A new rule, or a new version of an existing one (which starts disabled)."""
+    rule = validate(
+        **{k: spec.get(k) for k in ("rule_id", "layer", "dataset", "field", "check", "on_fail")},
+        params=spec.get("params"),
+        tenant_id=spec.get("tenant_id"),
+    )
+    with keel.uow() as uow:
+        keel.authorize(uow, actor, DEFINE, Resource("dq_rule", rule.rule_id, tenant=rule.tenant_id or ""))
+        current = _current(uow.conn, rule.rule_id, lock=True)
+        version = 1
+        if current is not None:
+            if current.tenant_id != rule.tenant_id:
+                raise Conflict(f"rule {rule.rule_id} exists with another scope", rule_id=rule.rule_id)
+            version = current.version + 1
+            uow.conn.execute(
+                dq_rules.update()
+                .where(dq_rules.c.rule_id == rule.rule_id, dq_rules.c.current.is_(True))
+                .values(current=False, enabled=False)
+            )
+        uow.conn.execute(
+            dq_rules.insert().values(
+                rule_id=rule.rule_id,
+                version=version,
+                tenant_id=rule.tenant_id,
+                layer=rule.layer,
+                dataset=rule.dataset,
+                field=rule.field,
+                check=rule.check,
+                params=dict(rule.params),
+                on_fail=rule.on_fail,
+                enabled=False,
+                current=True,
+                defined_by=actor.user_id,
+                created_at=utcnow(),
+            )
+        )
+        uow.record(
+            "rule.versioned",
+            actor_id=actor.user_id,
+            tenant_id=rule.tenant_id,
+            rule_id=rule.rule_id,
+            version=version,
+            layer=rule.layer,
+            dataset=rule.dataset,
+            field=rule.field,
+            check=rule.check,
+            on_fail=rule.on_fail,
+        )
+        uow.commit()
+        return view(_current(uow.conn, rule.rule_id))
+
+
+def list_rules(
+    keel,
+    actor: Actor,
+    *,
+    tenant_id: str | None = None,
+    dataset: str | None = None,
+    after: str | None = None,
+    limit: int = 50,
+) -> list[dict]:
+    """The newest version of each rule by id: global ones and the tenant's (a tenant user's own)."""
+    scope = tenant_id or actor.tenant_id  # another tenant's is refused by the tenant guard
+    with keel.uow() as uow:
+        keel.authorize(uow, actor, READ, Resource("dq_rule", "*", tenant=scope or ""))
+        query = sa.select(dq_rules).where(dq_rules.c.current.is_(True))
+        if scope:
+            query = query.where(sa.or_(dq_rules.c.tenant_id.is_(None), dq_rules.c.tenant_id == scope))
+        if dataset:
+            query = query.where(dq_rules.c.dataset == dataset)
+        if after:
+            query = query.where(dq_rules.c.rule_id > after)
+        rows = uow.conn.execute(query.order_by(dq_rules.c.rule_id).limit(limit))
+        return [view(r) for r in rows]
+
+
+def enable(keel, actor: Actor, rule_id: str) -> dict:
+    """Enforce the newest version of a rule, unless it contradicts an enabled rule."""
+    with keel.uow() as uow:
+        row = _visible(uow.conn, rule_id, actor, lock=True)
+        keel.authorize(uow, actor, ENABLE, Resource("dq_rule", row.rule_id, tenant=row.tenant_id or ""))
+        rule = of_row(row)
+        if row.enabled:
+            return view(row)
+        if True:
+            for other in _enabled_on(uow.conn, rule):
+                reason = conflict(rule, other)
+                if reason:
+                    clash = Conflict(
+                        f"rule {rule.key} conflicts with enabled rule {other.key}: {reason}",
+                        rule_id=rule.rule_id,
+                        conflicts_with=other.rule_id,
+                    )
+                    break
+            else:
+                clash = None
+            if clash is None:
+                uow.conn.execute(
+                    dq_rules.update()
+                    .where(dq_rules.c.rule_id == rule.rule_id, dq_rules.c.version == rule.version)
+                    .values(enabled=True, enabled_by=actor.user_id, enabled_at=utcnow())
+                )
+                uow.record(
+                    "rule.enabled",
+                    actor_id=actor.user_id,
+                    tenant_id=rule.tenant_id,
+                    rule_id=rule.rule_id,
+                    version=rule.version,
+                )
+                uow.commit()
+                return view(_current(uow.conn, rule.rule_id))
+    log.warning("data-quality rule conflict: %s", clash.detail)
+    with keel.uow() as uow:
+        uow.record(
+            "rule.conflict",
+            actor_id=actor.user_id,
+            tenant_id=rule.tenant_id,
+            rule_id=rule.rule_id,
+            version=rule.version,
+            conflicts_with=clash.fields["conflicts_with"],
+        )
+        uow.commit()
+    raise clash
+
+
+def enabled_rules(conn, tenant_id: str, layer: str = "gdp") -> list[Rule]:
+    """The rules a tenant's builds apply: enabled, global or its own, by rule id."""
+    rows = conn.execute(
+        sa.select(dq_rules)
+        .where(
+            dq_rules.c.enabled.is_(True),
+            dq_rules.c.layer == layer,
+            sa.or_(dq_rules.c.tenant_id.is_(None), dq_rules.c.tenant_id == tenant_id),
+        )
+        .order_by(dq_rules.c.rule_id)
+    )
+    return [of_row(r) for r in rows]
+
+
+def conflict(a: Rule, b: Rule) -> str | None:
+    """Why ``a`` and ``b`` (same dataset field) cannot both hold, or None."""
+    if (a.dataset, a.field) != (b.dataset, b.field):
+        return None
+    kinds = {a.check, b.check}
+    if kinds == {"accepted_values"}:
+        if not set(map(str, a.params["values"])) & set(map(str, b.params["values"])):
+            return "their accepted values do not intersect"
+    elif kinds == {"range"}:
+        low = max((r.params.get("min") for r in (a, b) if r.params.get("min") is not None), default=None)
+        high = min((r.params.get("max") for r in (a, b) if r.params.get("max") is not None), default=None)
+        if low is not None and high is not None and low > high:
+            return "their ranges do not overlap"
+    elif kinds == {"range", "accepted_values"}:
+        ranged, listed = (a, b) if a.check == "range" else (b, a)
+        low, high = ranged.params.get("min"), ranged.params.get("max")
+        numbers = [v for v in listed.params["values"] if isinstance(v, int | float)]
+        if (
+            numbers
+            and len(numbers) == len(listed.params["values"])
+            and not any((low is None or v >= low) and (high is None or v <= high) for v in numbers)
+        ):
+            return "no accepted value lies in the range"
+    elif kinds == {"not_null", "custom_sql"}:
+        custom = a if a.check == "custom_sql" else b
+        tree = parse_predicate(custom.params["predicate"])
+        if (
+            isinstance(tree, exp.Is)
+            and isinstance(tree.this, exp.Column)
+            and tree.this.name.lower() == a.field
+            and isinstance(tree.expression, exp.Null)
+        ):
+            return f"one requires {a.field} to be set, the other to be NULL"
+    return None
+
+
+def _enabled_on(conn, rule: Rule) -> list[Rule]:
+    query = sa.select(dq_rules).where(
+        dq_rules.c.enabled.is_(True),
+        dq_rules.c.layer == rule.layer,
+        dq_rules.c.dataset == rule.dataset,
+        dq_rules.c.field == rule.field,
+        dq_rules.c.rule_id != rule.rule_id,
+    )
+    if rule.tenant_id is not None:  # a tenant's rule meets global ones and its own
+        query = query.where(sa.or_(dq_rules.c.tenant_id.is_(None), dq_rules.c.tenant_id == rule.tenant_id))
+    return [of_row(r) for r in conn.execute(query.order_by(dq_rules.c.rule_id))]
+
+
+def _current(conn, rule_id: str, *, lock: bool = False):
+    query = sa.select(dq_rules).where(dq_rules.c.rule_id == rule_id, dq_rules.c.current.is_(True))
+    return conn.execute(query.with_for_update() if lock else query).first()
+
+
+def _visible(conn, rule_id: str, actor: Actor, *, lock: bool = False):
+    row = _current(conn, rule_id.upper(), lock=lock)
+    if row is None or (actor.tenant_id and row.tenant_id not in (None, actor.tenant_id)):
+        raise NotFound("quality rule", rule_id)
+    return row
+
+
+def view(row) -> dict:
+    return {
+        "rule_id": row.rule_id,
+        "version": row.version,
+        "tenant_id": row.tenant_id,
+        "layer": row.layer,
+        "dataset": row.dataset,
+        "field": row.field,
+        "check": row.check,
+        "params": dict(row.params or {}),
+        "on_fail": row.on_fail,
+        "enabled": bool(row.enabled),
+        "defined_by": row.defined_by,
+        "enabled_by": row.enabled_by,
+        "created_at": as_utc(row.created_at).isoformat(),
+    }
+
+
+# Build outcomes -------------------------------------------------------------------------------
+def record_outcomes(uow, actor: Actor, tenant_id: str, runs: Iterable, *, blocked: str | None = None) -> None:
+    """``rule.applied`` per rule and run, the pass/block rates, and for failing quarantine or alert
+    rules one incident (with ``alert.fired``) per table."""
+    for run in runs:
+        results = getattr(run, "rule_results", None) or {}
+        _record(uow, actor, tenant_id, run.table, results, blocked=blocked)
+
+
+def _record(uow, actor, tenant_id, table: str, results: Mapping, *, blocked: str | None = None) -> None:
+    alerting = {}
+    for rule_id, result in results.items():
+        failed = int(result["failed"])
+        stopped = blocked is not None and result["on_fail"] == "block" and failed > 0
+        uow.record(
+            "rule.applied",
+            actor_id=actor.user_id,
+            tenant_id=tenant_id,
+            rule_id=rule_id,
+            version=result["version"],
+            table=table,
+            on_fail=result["on_fail"],
+            checked=result["checked"],
+            passed=result["passed"],
+            failed=failed,
+            blocked=stopped,
+        )
+        metrics.outcome(uow.conn, "rule_pass_rate", failed == 0, tenant_id)
+        metrics.outcome(uow.conn, "rule_block_rate", stopped, tenant_id)
+        if stopped:
+            uow.record(
+                "policy.enforced",
+                actor_id=actor.user_id,
+                tenant_id=tenant_id,
+                rule_id=rule_id,
+                table=table,
+                enforcement="block",
+            )
+        elif failed and result["on_fail"] in ("quarantine", "alert"):
+            alerting[rule_id] = {"on_fail": result["on_fail"], "failed": failed}
+    if alerting or blocked:
+        rules = alerting or {k: v for k, v in results.items() if v["on_fail"] == "block" and v["failed"]}
+        open_incident(
+            uow,
+            actor,
+            kind="data_quality",
+            severity="SEV2" if blocked else "SEV3",
+            tenant_id=tenant_id,
+            summary=f"data-quality rules failed on {table}: {', '.join(sorted(rules))}"
+            + (" (build blocked)" if blocked else ""),
+            details={"table": table, "rules": {k: dict(v) for k, v in rules.items()}},
+        )
+
+
+def record_blocked(keel, actor: Actor, tenant_id: str, error) -> None:
+    """Record a build a ``block`` rule stopped, in a unit of work of its own."""
+    with keel.uow() as uow:
+        _record(uow, actor, tenant_id, error.table, error.outcome, blocked=error.table)
+        uow.commit()
+
+
+# Quarantine review ----------------------------------------------------------------------------
+def _quarantine(keel, tenant_id: str, dataset: str):
+    from keel.pipeline import DuckDBEngine, active
+    from keel.pipeline.naming import safe_name, versioned
+    from keel.pipeline.statements import table
+
+    engine = DuckDBEngine(keel.dataplanes.database_path(tenant_id))
+    name = safe_name(dataset, "dataset")
+    version = active(engine, "gdp", name)
+    if version is None:
+        raise NotFound("active GDP table", name)
+    built = versioned(name, version)
+    return engine, table("gdp", built), table("gdp", f"{built}__quarantine")
+
+
+def list_quarantine(
+    keel, actor: Actor, tenant_id: str, dataset: str, *, after: str | None = None, limit: int = 50
+) -> list[dict]:
+    """Quarantined rows of the tenant's active build of ``dataset``, by quarantine id."""
+    from keel.pipeline.statements import render
+
+    with keel.uow() as uow:
+        keel.authorize(uow, actor, "data:Read", Resource("dataset", dataset, tenant=tenant_id))
+    engine, _, quarantine = _quarantine(keel, tenant_id, dataset)
+    with engine.transaction():
+        if not engine.table_exists("gdp", quarantine.name):
+            return []
+        qid = exp.column(QID_COLUMN, quoted=True)
+        query = exp.select("*").from_(quarantine).order_by(qid).limit(limit)
+        if after:
+            query = query.where(qid > exp.Literal.string(after))
+        rows = engine.dicts(render(query, engine.dialect))
+    return [
+        {
+            "quarantine_id": r.pop(QID_COLUMN),
+            "rule_id": r.pop(RULE_COLUMN),
+            "reason": r.pop(REASON_COLUMN),
+            "row": {
+                k: (v if v is None or isinstance(v, int | float | str | bool) else str(v))
+                for k, v in r.items()
+            },
+        }
+        for r in rows
+    ]
+
+
+def release(
+    keel,
+    actor: Actor,
+    tenant_id: str,
+    dataset: str,
+    *,
+    quarantine_ids: list[str],
+    fixes: Mapping[str, Mapping[str, Any]] | None = None,
+    false_positive: bool = False,
+) -> dict:
+    """Move quarantined rows back into the table: fixed (``fixes``: id -> field -> value; the rows
+    must then pass the blocking and quarantining rules) or as false positives (unchanged)."""
+    from keel.pipeline.statements import render
+
+    ids = sorted(set(quarantine_ids or ()))
+    if not ids or len(ids) > 1000:
+        raise InvalidInput("quarantine_ids", "name 1-1000 quarantined rows")
+    fixes = dict(fixes or {})
+    if false_positive and fixes:
+        raise InvalidInput("fixes", "a false positive is released unchanged")
+    if set(fixes) - set(ids):
+        raise InvalidInput("fixes", "fixes name rows not being released")
+    with keel.uow() as uow:
+        keel.authorize(uow, actor, RELEASE, Resource("dataset", dataset, tenant=tenant_id))
+        rules = [r for r in enabled_rules(uow.conn, tenant_id) if r.dataset == dataset]
+    engine, target, quarantine = _quarantine(keel, tenant_id, dataset)
+    sql = lambda tree: render(tree, engine.dialect)  # noqa: E731
+    qid = exp.column(QID_COLUMN, quoted=True)
+    chosen = qid.isin(*(exp.Literal.string(i) for i in ids))
+    with engine.transaction():
+        if not engine.table_exists("gdp", quarantine.name):
+            raise NotFound("quarantined rows of", dataset)
+        columns = [c for c, _ in engine.columns("gdp", target.name)]
+        (found,) = engine.rows(sql(exp.select(exp.Count(this=exp.Star())).from_(quarantine).where(chosen)))
+        if found[0] != len(ids):
+            raise NotFound("quarantined rows", ", ".join(ids))
+        for row_id, values in fixes.items():
+            unknown = set(values) - set(columns)
+            if unknown or not values:
+                raise InvalidInput(
+                    "fixes", f"fields not in {dataset}: {', '.join(sorted(unknown)) or '(none)'}"
+                )
+            engine.execute(
+                sql(
+                    exp.update(
+                        quarantine,
+                        {
+                            f: exp.null()
+                            if v is None
+                            else (exp.Literal.string(v) if isinstance(v, str) else exp.Literal.number(v))
+                            for f, v in values.items()
+                        },
+                        where=qid.eq(exp.Literal.string(row_id)),
+                    )
+                )
+            )
+        if not false_positive:
+            (left,) = engine.dicts(sql(still_failing(quarantine, rules, chosen.copy())))
+            if left[ROWS]:
+                raise InvalidInput(
+                    "fixes", f"{left[ROWS]} of the rows still fail a blocking or quarantining rule"
+                )
+        insert = exp.insert(
+            exp.select(*(exp.column(c, quoted=True) for c in columns)).from_(quarantine).where(chosen.copy()),
+            target,
+            columns=[exp.to_identifier(c, quoted=True) for c in columns],
+        )
+        engine.execute(sql(insert))
+        engine.execute(sql(exp.delete(quarantine, where=chosen.copy())))
+    with keel.uow() as uow:
+        for _ in ids:
+            metrics.outcome(uow.conn, "false_positive_rate", false_positive, tenant_id)
+        uow.record(
+            "quarantine.released",
+            actor_id=actor.user_id,
+            tenant_id=tenant_id,
+            dataset=dataset,
+            table=f"gdp.{target.name}",
+            rows=len(ids),
+            fixed=len(fixes),
+            false_positive=false_positive,
+        )
+        uow.commit()
+    return {
+        "dataset": dataset,
+        "table": f"gdp.{target.name}",
+        "released": len(ids),
+        "fixed": len(fixes),
+        "false_positive": false_positive,
+    }
