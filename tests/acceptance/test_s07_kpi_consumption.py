@@ -78,10 +78,10 @@ def _expected() -> dict[tuple[str, str], float]:
 
 
 def _count(world, name: str) -> float:
-    return world.scalar(
-        sa.select(sa.func.coalesce(sa.func.sum(metric_samples.c.value), 0)).where(
-            metric_samples.c.name == name
-        )
+    # Summed here: the sample value column is JSON, which PostgreSQL does not SUM.
+    return sum(
+        float(r.value)
+        for r in world.rows(sa.select(metric_samples.c.value).where(metric_samples.c.name == name))
     )
 
 
