@@ -135,6 +135,12 @@ class TemplatePublish(Body):
 class ConnectorDeploy(Body):
     template: Ref = Field(..., description="Template id, or name@version (name alone: its newest version).")
     name: str = Field(..., min_length=1, max_length=80)
+    region: str | None = Field(
+        None,
+        min_length=1,
+        max_length=40,
+        description="Region the connector runs in (default: the tenant's); residency guardrails apply.",
+    )
 
 
 class ConnectorConfigure(Body):

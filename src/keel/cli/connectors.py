@@ -85,12 +85,16 @@ def deploy(
     ctx: typer.Context,
     template: Annotated[str, typer.Option("--template", help="Template: id, name@version or name.")],
     name: Annotated[str, typer.Option("--name", help="Connector name within the tenant, e.g. ERP.")],
+    region: Annotated[
+        str | None, typer.Option("--region", help="Region it runs in (default: the tenant's).")
+    ] = None,
     tenant: Tenant = None,
 ) -> None:
     """Deploy a connector from a template for a tenant (Platform Admin)."""
     state = state_of(ctx)
     base = tenant_path(state, tenant)
-    connector = state.api().post(f"{base}/connectors", json={"template": template, "name": name})
+    body = {"template": template, "name": name} | ({"region": region} if region else {})
+    connector = state.api().post(f"{base}/connectors", json=body)
     render.show(state, connector, title="Connector deployed")
     render.message(
         state, f"next: the tenant's Data Engineer runs `keel connector configure {connector['connector_id']}`"

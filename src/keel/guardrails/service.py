@@ -242,8 +242,11 @@ def evaluate(
     for name, value in (("rows", rows), ("bytes", bytes)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             raise InvalidInput(name, "must be a whole number of at least 0")
+    # The tenant's row is locked until the caller commits: concurrent evaluations for one tenant
+    # then read and add to its usage counters one after the other (PostgreSQL; SQLite units of
+    # work already serialize writers), so a quota is never overrun by a race.
     tenant = uow.conn.execute(
-        sa.select(tenants.c.id, tenants.c.region).where(tenants.c.id == tenant_id)
+        sa.select(tenants.c.id, tenants.c.region).where(tenants.c.id == tenant_id).with_for_update()
     ).first()
     if tenant is None:
         raise NotFound("tenant", tenant_id)

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 from keel.authz.engine import Resource
 from keel.connectors.protocol import REDACTED, Connector
 from keel.evidence import receipts
+from keel.guardrails import service as guardrails
 from keel.identity.actor import Actor
 from keel.kernel.clock import as_utc, utcnow
 from keel.kernel.errors import Conflict, InvalidInput, NotFound
@@ -33,7 +34,7 @@ from keel.onboarding import templates
 from keel.onboarding.breaker import CLOSED_BREAKER
 from keel.onboarding.paging import keyset
 from keel.store.tables import connector_versions, connectors
-from keel.tenants.service import load_tenant
+from keel.tenants.service import REGION, load_tenant
 
 NAME_MAX = 80  # connector and source names
 
@@ -49,15 +50,29 @@ def resource(tenant_id: str, connector_id: str) -> Resource:
     return Resource("connector", connector_id, tenant=tenant_id)
 
 
-def deploy(keel, actor: Actor, tenant_id: str, *, template: str, name: str) -> dict:
+def deploy(
+    keel, actor: Actor, tenant_id: str, *, template: str, name: str, region: str | None = None
+) -> dict:
+    """Deploy ``template`` as ``name`` for the tenant, running in ``region`` (default: the
+    tenant's own). An enabled residency guardrail refuses a region the tenant's data may not
+    flow to: the refusal is evidenced (``policy.enforced``) and nothing is deployed."""
     with keel.uow() as uow:
         keel.authorize(uow, actor, "connector:Deploy", resource(tenant_id, "new"))
         require_active_tenant(uow.conn, tenant_id)
         _check_name(name)
+        if region is not None and not REGION.match(region):
+            raise InvalidInput("region", "must be 1-40 lower-case letters, digits or '-'")
         tpl = templates.resolve(uow.conn, template)
         keel.connector_registry.get(tpl.connector)  # the plugin must load before anything is stored
         if _by_name(uow.conn, tenant_id, name) is not None:
             raise Conflict(f"tenant already has a connector named '{name}'", name=name)
+        region = region or load_tenant(uow.conn, tenant_id).region
+        decision = guardrails.evaluate(
+            keel, uow, actor, tenant_id, "connector:Deploy", essential=True, region=region
+        )
+        if not decision.allowed:
+            uow.commit()  # the refusal's evidence, nothing else was written
+            decision.raise_if_refused()
         connector_id = new_id("CON")
         now = utcnow()
         uow.conn.execute(
@@ -67,6 +82,7 @@ def deploy(keel, actor: Actor, tenant_id: str, *, template: str, name: str) -> d
                 name=name,
                 template_id=tpl.id,
                 connector=tpl.connector,
+                region=region,
                 status="DEPLOYED",
                 config_version=0,
                 config={},
@@ -84,6 +100,7 @@ def deploy(keel, actor: Actor, tenant_id: str, *, template: str, name: str) -> d
             connector_id=connector_id,
             name=name,
             template=f"{tpl.name}@{tpl.version}",
+            region=region,
         )
         uow.commit()
         return view(load(uow.conn, tenant_id, connector_id))
@@ -386,6 +403,7 @@ def view(row) -> dict:
         "tenant_id": row.tenant_id,
         "name": row.name,
         "connector": row.connector,
+        "region": row.region,
         "template_id": row.template_id,
         "status": row.status,
         "config_version": row.config_version,

@@ -338,6 +338,7 @@ connectors = Table(
     Column("name", String(80), nullable=False),
     Column("template_id", String(40), nullable=False),
     Column("connector", String(80), nullable=False),
+    Column("region", String(40)),  # where it runs and its data flows; None before 0007e (the tenant's)
     Column("status", String(20), nullable=False),
     Column("config_version", Integer, nullable=False),
     Column("config", JSON, nullable=False),

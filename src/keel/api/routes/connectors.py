@@ -57,7 +57,9 @@ async def deploy(
     return await idempotent(
         request,
         actor,
-        lambda: deployment.deploy(keel, actor, tenant_id, template=body.template, name=body.name),
+        lambda: deployment.deploy(
+            keel, actor, tenant_id, template=body.template, name=body.name, region=body.region
+        ),
     )
 
 
