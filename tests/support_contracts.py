@@ -189,3 +189,11 @@ def write_raw(world, slug: str, table: str, columns: str, rows) -> None:
         con.execute(f"CREATE TABLE IF NOT EXISTS raw.{table} ({columns})")
         placeholders = ", ".join("?" for _ in rows[0])
         con.executemany(f"INSERT INTO raw.{table} VALUES ({placeholders})", rows)
+
+
+def publish_kpi(world, slug: str, kpi_id: str, version: str | None = None, who: str = "PA") -> dict:
+    """Publish a built KPI to a tenant's people (06) through the real API."""
+    body = {"version": version} if version else {}
+    answer = world.post(who, f"/api/v1/tenants/{world.tenants[slug]}/kpis/{kpi_id}/publication", body)
+    assert answer.status_code == 201, answer.text
+    return answer.json()

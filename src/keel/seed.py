@@ -171,9 +171,11 @@ DEMO_RULES = (
 
 def build_demo_pipeline(keel, result: SeedResult, tenant_id: str, slug: str = "acme") -> None:
     """Raw -> GDP -> KPI for the demo tenant: SS defines and PA enables the quality rules, its Data
-    Engineer builds every GDP contract it runs (each with the published KPIs based on it), its
-    Business Owner reads each KPI and exports a signed snapshot of it."""
+    Engineer builds every GDP contract it runs (each with the published KPIs based on it), PA
+    publishes each KPI to the tenant on that build's evidence (06), its Business Owner reads each
+    KPI and exports a signed snapshot of it."""
     from keel.contracts.builds import build_tenant
+    from keel.kpis import publishing
     from keel.kpis import service as kpis
     from keel.quality import service as quality
 
@@ -190,11 +192,12 @@ def build_demo_pipeline(keel, result: SeedResult, tenant_id: str, slug: str = "a
         f"quarantined by {len(DEMO_RULES)} quality rules (04))"
     )
     for kpi_id in sorted({r["contract"].partition("@")[0] for r in runs if r["layer"] == "kpi"}):
+        publishing.publish(keel, pa, tenant_id, kpi_id)
         kpi = kpis.get_kpi(keel, bo, tenant_id, kpi_id)
         snapshot = kpis.export(keel, bo, tenant_id, kpi_id, "csv", {})
         readings = ", ".join(_reading(c) for c in kpi["current"])
         result.steps.append(
-            f"KPI {kpi_id} {kpi['period']}: {readings or 'no data'} ({kpi['unit']}); snapshot "
+            f"KPI {kpi_id} published; {kpi['period']}: {readings or 'no data'} ({kpi['unit']}); snapshot "
             f"{snapshot['path']} ({snapshot['receipt_id']})"
         )
 

@@ -17,6 +17,7 @@ from keel.identity.personas import Persona
 from keel.kernel.settings import Settings, load_settings
 from keel.onboarding.monitor import HealthMonitor
 from keel.samples.crm import serve_crm
+from keel.scheduling.runner import SchedulerThread
 from keel.seed import SeedResult, credentials_file, seed
 
 
@@ -33,15 +34,19 @@ def main(
     port = port or settings.port
     keel = build(settings)
     crm = _sample_crm(settings, echo) if settings.seed_demo else None
-    monitor = None
+    monitor = scheduler = None
     try:
         result = seed(keel, crm=crm) if settings.seed_demo else None
         for line in startup_lines(keel, f"http://{host}:{port}", result):
             echo(line)
         interval = settings.health_check_interval_seconds
         monitor = HealthMonitor(keel, interval).start() if interval else None
+        if settings.scheduler_enabled:  # off by default: `keel scheduler tick` (cron) runs the jobs then
+            scheduler = SchedulerThread(keel, settings.scheduler_tick_seconds).start()
         uvicorn.run(create_app(keel), host=host, port=port, log_level=settings.log_level.lower())
     finally:
+        if scheduler is not None:
+            scheduler.stop()
         if monitor is not None:
             monitor.stop()
         if crm is not None:

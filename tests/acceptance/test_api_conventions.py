@@ -289,6 +289,7 @@ PAGED = {
     f"{API}/signoffs": ("PA", "user_id", {"subject_id": "SC-20260101-PAGED000"}),
     f"{API}/review-tickets": ("SS", "ticket_id"),
     # -- issue 5: pipeline
+    f"{API}/tenants/{{tenant_id}}/pipeline-runs": ("acme:DE", "id"),
     f"{API}/evidence/export-templates": ("AU", "key"),
     # -- issue 5: quality
     f"{API}/quality-rules": ("SS", "rule_id"),
@@ -296,9 +297,14 @@ PAGED = {
     # -- issue 5: guardrails
     f"{API}/guardrails": ("AU", "guardrail_id"),
     # -- issue 5: housekeeping
+    f"{API}/housekeeping/policies": ("CO", "policy_id"),
+    f"{API}/tenants/{{tenant_id}}/legal-holds": ("SA", "hold_id"),
+    f"{API}/tenants/{{tenant_id}}/housekeeping-runs": ("acme:TA", "run_id"),
+    f"{API}/scheduler/jobs": ("SRE", "name"),
     # -- issue 5: lineage
     f"{API}/tenants/{{tenant_id}}/lineage": ("AU", "record_id"),
     # -- issue 5: kpis
+    f"{API}/tenants/{{tenant_id}}/kpis/{{kpi_id}}/publications": ("AU", "number"),
 }
 
 
@@ -436,6 +442,18 @@ def _grow(world: World) -> None:
         assert world.post("PA", f"{API}/platform/deployments", json={}).status_code == 201
         assert world.post("SA", f"{API}/rbac/bundles", json={}).status_code == 201
     # -- issue 5 grow: pipeline
+    from keel.store.tables import pipeline_runs
+
+    with world.keel.engine.begin() as conn:
+        for n in range(4):
+            conn.execute(
+                pipeline_runs.insert().values(
+                    id=f"PLR-20260101-PAGED00{n}", tenant_id=world.tenants["acme"], layer="gdp", name="paged",
+                    contract="GDP-PAGED@1.0.0", version="1.0.0", table_name="gdp.paged__v1_0_0", inputs=[],
+                    rows=n, error_rows=0, dq_failures=0, duration_seconds=0.1, purpose="build",
+                    run_by="test", started_at=utcnow(), finished_at=utcnow(), mode="full",
+                )
+            )  # fmt: skip
     for n in range(4):
         template = {"template_id": f"EV-PAGED-0{n}", "sections": ["identity_map"], "retention_years": 1}
         assert world.post("CO", f"{API}/evidence/export-templates", json=template).status_code == 201
@@ -473,6 +491,27 @@ def _grow(world: World) -> None:
         rail = {"guardrail_id": f"GR-PAGED-0{n}", "quota_per_day": 5}
         assert world.post("SA", f"{API}/guardrails", json=rail).status_code == 201
     # -- issue 5 grow: housekeeping
+    from keel.scheduling import registry
+    from keel.store.tables import housekeeping_runs
+
+    acme = world.tenants["acme"]
+    for n in range(4):
+        policy = {"policy_id": f"RET-PAGED-0{n}", "scope": "raw", "retention_months": 12 + n,
+                  "action_on_expiry": "delete"}  # fmt: skip
+        assert world.post("PA", f"{API}/housekeeping/policies", json=policy).status_code == 201
+        hold = {"layer": "raw", "reason": f"paging matter {n}"}
+        assert world.post("SA", f"{API}/tenants/{acme}/legal-holds", json=hold).status_code == 201
+        registry.register(f"paging.noop-{n}", 3600, lambda keel, now: None)  # harmless if it ever runs
+    with world.keel.engine.begin() as conn:  # a run needs a data plane; its record is all paging reads
+        for n in range(4):
+            conn.execute(
+                housekeeping_runs.insert().values(
+                    id=f"HKR-20260101-PAGED00{n}", tenant_id=acme, kind="retention", policy_id="RET-PAGED-00",
+                    policy_version=1, layer="raw", table_name="paged", status="SKIPPED", reason="paging",
+                    rows_tiered=0, rows_deleted=0, files=[], attempts=0, trigger="manual", run_by="paging",
+                    started_at=utcnow(), finished_at=utcnow(),
+                )
+            )  # fmt: skip
     # -- issue 5 grow: lineage
     from keel.store.tables import lineage_events
 
@@ -487,6 +526,19 @@ def _grow(world: World) -> None:
                 )
             )  # fmt: skip
     # -- issue 5 grow: kpis
+    from keel.store.tables import kpi_publications
+
+    with world.keel.engine.begin() as conn:  # a publication needs a built KPI; its record is all paging reads
+        for n in range(1, 5):
+            conn.execute(
+                kpi_publications.insert().values(
+                    id=f"KPB-20260101-PAGED00{n}", tenant_id=world.tenants["acme"], kpi_id="KPI-PAGED",
+                    number=n, version=f"{n}.0.0", status="PUBLISHED" if n == 4 else "SUPERSEDED",
+                    pipeline_run_id=f"PLR-PAGED-{n}", build_table=f"kpi.kpi_paged__v{n}_0_0",
+                    lineage_record_ids=[], dq_outcome={}, receipt_id=f"RCP-PAGED-{n}", published_by="paging",
+                    published_at=utcnow(),
+                )
+            )  # fmt: skip
 
 
 def test_walking_every_list_page_by_page_yields_each_item_once(world):
@@ -494,7 +546,7 @@ def test_walking_every_list_page_by_page_yields_each_item_once(world):
 
     for limit in (1, 2, 3):
         for template, (who, key, *query) in PAGED.items():
-            path = template.format(tenant_id=world.tenants["acme"], dataset="invoice")
+            path = template.format(tenant_id=world.tenants["acme"], dataset="invoice", kpi_id="KPI-PAGED")
             query = query[0] if query else {}
             everything = world.get(who, path, params={**query, "limit": 500}).json()
             assert everything["next_cursor"] is None

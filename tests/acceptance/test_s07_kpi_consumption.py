@@ -1,6 +1,7 @@
 """Story 07: KPI consumption through the REST API, on a tenant's real data plane.
 
-A tenant runs RAW-SHOP → GDP-ORDER → KPI-ORDER-VALUE (per currency, visible to BO and AN).
+A tenant runs RAW-SHOP → GDP-ORDER → KPI-ORDER-VALUE (per currency, visible to BO and AN),
+published to it by the Platform Admin (06).
 Raw rows are written straight into the tenant's DuckDB file, with the ``_keel_batch_id``
 ingestion gives them (standing in for ingestion, stories 02/13); the KPI is built by the
 real build route. Values are checked against an independent computation in plain Python.
@@ -16,7 +17,14 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from tests.support_contracts import gdp_contract, kpi_contract, publish_contract, raw_contract, write_raw
+from tests.support_contracts import (
+    gdp_contract,
+    kpi_contract,
+    publish_contract,
+    publish_kpi,
+    raw_contract,
+    write_raw,
+)
 
 from keel.evidence.merkle import verify_inclusion
 from keel.store.tables import incidents, metric_samples, receipts
@@ -66,6 +74,7 @@ def shop(world):
     )
     tenant = world.tenants["acme"]
     _ok(world.post("acme:DE", f"{API}/tenants/{tenant}/builds", {"schema_id": "GDP-ORDER"}))
+    publish_kpi(world, "acme", KPI_ID)  # consumption shows published KPIs only (06)
     return world
 
 

@@ -70,6 +70,9 @@ MISSING = {
     # -- issue 5: guardrails
     "guardrail_id": "GR-NO-SUCH-01",
     # -- issue 5: housekeeping
+    "policy_id": "RET-NO-SUCH-01",
+    "hold_id": "LH-20260101-ZZZZZZZZ",
+    "job": "no.such.job",
     # -- issue 5: lineage
     # -- issue 5: kpis
     "kpi_id": "KPI-NO-SUCH-KPI",
@@ -269,6 +272,9 @@ PROBES: dict[tuple[str, str], Probe] = {
     ("GET", f"{API}/notices/deliveries"): none(200, query={"subject_id": "SC-PROBE"}),
     ("POST", f"{API}/signoffs"): none(404, body={"subject_id": "SC-PROBE", "approve": True}),
     # -- issue 5: pipeline
+    ("POST", f"{API}/tenants/{{tenant_id}}/pipeline-runs"): Probe("tenant", body={"schema_id": "GDP-X"}),
+    ("GET", f"{API}/tenants/{{tenant_id}}/pipeline-runs"): Probe("tenant"),
+    ("GET", f"{API}/tenants/{{tenant_id}}/pipeline-runs/{{run_id}}"): Probe("tenant"),
     # evidence export templates and packs (05): templates are the platform's; a pack names its tenant
     ("POST", f"{API}/evidence/export-templates"): none(
         403, body={"template_id": "EV-PROBE-01", "sections": ["identity_map"], "retention_years": 1}
@@ -312,7 +318,40 @@ PROBES: dict[tuple[str, str], Probe] = {
     ),
     ("GET", f"{API}/tenants/{{tenant_id}}/spend"): Probe("tenant"),
     # -- issue 5: housekeeping
+    # retention policies are the platform's (tenant personas define, approve or assign none, and see
+    # only those assigned to their own tenant); holds, runs and compactions are refused on the tenant
+    # in the path; the scheduler is the platform's
+    ("POST", f"{API}/housekeeping/policies"): Probe(
+        "body",
+        body={
+            "policy_id": "RET-PROBE-01",
+            "scope": "raw",
+            "retention_months": 1,
+            "action_on_expiry": "delete",
+            "tenant_scope": "{tenant_id}",
+        },
+    ),
+    ("GET", f"{API}/housekeeping/policies"): Probe("object", query={"tenant_id": "{tenant_id}"}),
+    ("GET", f"{API}/housekeeping/policies/{{policy_id}}"): Probe("object"),
+    ("POST", f"{API}/housekeeping/policies/{{policy_id}}/approve"): Probe("object"),
+    ("POST", f"{API}/housekeeping/policies/{{policy_id}}/assignments"): Probe(
+        "object", body={"tenant_scope": "{tenant_id}"}
+    ),
+    ("POST", f"{API}/tenants/{{tenant_id}}/legal-holds"): Probe("tenant", body={"reason": "probe"}),
+    ("GET", f"{API}/tenants/{{tenant_id}}/legal-holds"): Probe("tenant"),
+    ("POST", f"{API}/tenants/{{tenant_id}}/legal-holds/{{hold_id}}/release"): Probe(
+        "tenant", body={"reason": "probe"}
+    ),
+    ("POST", f"{API}/tenants/{{tenant_id}}/housekeeping-runs"): Probe("tenant", body={}),
+    ("GET", f"{API}/tenants/{{tenant_id}}/housekeeping-runs"): Probe("tenant"),
+    ("POST", f"{API}/tenants/{{tenant_id}}/compactions"): Probe(
+        "tenant", body={"layer": "gdp", "table": "invoice"}
+    ),
+    ("GET", f"{API}/scheduler/jobs"): none(200),
+    ("PUT", f"{API}/scheduler/jobs/{{job}}"): none(403, body={"enabled": False}),
+    ("POST", f"{API}/scheduler/tick"): none(403, body={}),
     # -- issue 5: lineage
+    ("POST", f"{API}/evidence/completeness-checks"): Probe("object", query={"tenant_id": "{tenant_id}"}),
     ("GET", f"{API}/tenants/{{tenant_id}}/lineage"): Probe("tenant"),
     ("GET", f"{API}/tenants/{{tenant_id}}/lineage/graph"): Probe("tenant"),
     # -- issue 5: kpis
@@ -325,6 +364,11 @@ PROBES: dict[tuple[str, str], Probe] = {
     ("POST", f"{API}/tenants/{{tenant_id}}/kpis/{{kpi_id}}/snapshots"): Probe(
         "tenant", body={"format": "csv"}
     ),
+    # KPI publication (06): a tenant's publications are refused on the tenant in the path
+    ("POST", f"{API}/tenants/{{tenant_id}}/kpis/{{kpi_id}}/publication"): Probe("tenant", body={}),
+    ("DELETE", f"{API}/tenants/{{tenant_id}}/kpis/{{kpi_id}}/publication"): Probe("tenant"),
+    ("POST", f"{API}/tenants/{{tenant_id}}/kpis/{{kpi_id}}/publication/rollback"): Probe("tenant"),
+    ("GET", f"{API}/tenants/{{tenant_id}}/kpis/{{kpi_id}}/publications"): Probe("tenant"),
     ("GET", f"{API}/signoffs"): none(200, query={"subject_id": "SC-PROBE"}),
     ("POST", f"{API}/post-change-incidents"): Probe(
         "body", body={"subject_id": "SC-PROBE", "summary": "probe", "schema_id": "{schema_id}"}
@@ -480,6 +524,8 @@ def _globex_objects(world: World) -> Isolation:
         # -- issue 5 ids: guardrails
         "guardrail_id": "GR-GLOBEX-01",
         # -- issue 5 ids: housekeeping
+        "policy_id": "RET-GLOBEX-01",
+        "job": "housekeeping.retention",
         # -- issue 5 ids: lineage
         # -- issue 5 ids: kpis
         "kpi_id": "KPI-DSO",
@@ -493,12 +539,30 @@ def _globex_objects(world: World) -> Isolation:
     rail = {"guardrail_id": "GR-GLOBEX-01", "quota_per_day": 3, "tenant_scope": globex}
     assert world.post("SA", f"{API}/guardrails", json=rail).status_code == 201
     # -- issue 5 objects: housekeeping
+    policy = {"policy_id": "RET-GLOBEX-01", "scope": "raw", "retention_months": 24,
+              "action_on_expiry": "delete", "tenant_scope": globex}  # fmt: skip
+    assert world.post("PA", f"{API}/housekeeping/policies", json=policy).status_code == 201
+    hold = world.post("SA", f"{API}/tenants/{globex}/legal-holds", json={"reason": "Globex matter 7"})
+    assert hold.status_code == 201
+    ids["hold_id"] = hold.json()["hold_id"]
     # -- issue 5 objects: lineage
     # -- issue 5 objects: kpis
+    from keel.store.tables import kpi_publications
+
+    with world.keel.engine.begin() as conn:  # a publication needs a built KPI; its record is all probes read
+        conn.execute(
+            kpi_publications.insert().values(
+                id="KPB-20260101-GLOBEX01", tenant_id=globex, kpi_id="KPI-DSO", number=1,
+                version="1.0.0", status="PUBLISHED", pipeline_run_id="PLR-20260101-GLOBEX01",
+                build_table="kpi.kpi_dso__v1_0_0", lineage_record_ids=[], dq_outcome={},
+                receipt_id="RCP-20260101-GLOBEX01", published_by="probe", published_at=utcnow(),
+            )
+        )  # fmt: skip
     facts = {"globex", globex, SECRET_VALUE, token_id, request["request_id"], ticket["ticket_id"]}
     # A contract or review ticket id is the caller's own words: a 404 repeats it for any id, so it is no
     # fact of globex's (the same-answer test proves the refusal tells nothing about existence).
     facts |= {connector["connector_id"], source["source_id"], run_id}
+    facts |= {"KPB-20260101-GLOBEX01", "PLR-20260101-GLOBEX01", "RCP-20260101-GLOBEX01"}  # issue 5: kpis
     facts |= {a.user_id for who, a in world.actors.items() if who.startswith("globex:")}
     return Isolation(world, ids, facts)
 

@@ -184,6 +184,7 @@ _CATALOG = (
     Action("evidence:Export",             EVIDENCE,      M),
     Action("evidence:DefineTemplate",     EVIDENCE,      M),  # CO: export templates (05 step 4)
     # -- issue 5: pipeline
+    Action("pipeline:ReadRuns",           CONNECTOR,     R),  # the record of a tenant's pipeline runs
     # -- issue 5: quality
     Action("rule:Read",                   SCHEMA,        R),  # data-quality rules (04)
     Action("rule:Define",                 SCHEMA,        M),  # SS defines and versions rules
@@ -195,10 +196,23 @@ _CATALOG = (
     Action("guardrail:Enable",            PLATFORM,      M),  # PA enforces them
     Action("guardrail:Evaluate",          WORKFLOW,      C),  # check an action before running it
     # -- issue 5: housekeeping
+    Action("housekeeping:Read",           OBSERVABILITY, R),  # policies, holds, runs (05b)
+    Action("housekeeping:DefinePolicy",   PLATFORM,      M),  # PA sets retention and tiering (step 1)
+    Action("housekeeping:ApprovePolicy",  EVIDENCE,      M, phase="approve"),  # CO; never the author
+    Action("housekeeping:Run",            PLATFORM,      M),  # PA runs retention now (deletes, tiers)
+    Action("housekeeping:Compact",        OBSERVABILITY, M),  # PA, SRE: compaction and vacuum (step 2)
+    Action("housekeeping:PlaceHold",      IAM,           M),  # SA excludes protected data (step 4)
+    Action("housekeeping:ReleaseHold",    IAM,           M),
+    Action("scheduler:Read",              OBSERVABILITY, R),  # the scheduler's jobs
+    Action("scheduler:Manage",            OBSERVABILITY, M),  # PA, SRE: intervals, tick now
     # -- issue 5: lineage
     Action("lineage:Read",                EVIDENCE,      R),  # lineage records and graph (05)
     # -- issue 5: kpis
     Action("kpi:Export",                  KPI,           R, tenant_data=True),  # snapshots (07 step 3)
+    # publication (06): kpi:Publish (PA, dual-signed) above; withdrawing and rolling back are PA's
+    # control-plane steps too ("Publish ... (PA)"), not dual-signed: each returns to a state that was
+    Action("kpi:Unpublish",               PLATFORM,      M),  # withdraw: invisible again (06 step 5)
+    Action("kpi:RollbackPublication",     PLATFORM,      M),  # back to the previous publication
 )  # fmt: skip
 
 ACTIONS: dict[str, Action] = {a.name: a for a in _CATALOG}

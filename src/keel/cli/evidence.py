@@ -319,3 +319,25 @@ def generate_pack(
     render.show(
         state, state.api().post(f"/api/v1/tenants/{tenant}/evidence-packs", json=body), title="Evidence pack"
     )
+
+
+@app.command()
+def completeness(
+    ctx: typer.Context,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="One tenant (providers); default all.")
+    ] = None,
+) -> None:
+    """Check that every pipeline run of the last day has its evidence; gaps open incidents."""
+    state = state_of(ctx)
+    report = state.api().post(f"{EVIDENCE}/completeness-checks", params={"tenant_id": tenant})
+    if state.json:
+        render.show(state, report)
+        return
+    rows = [{"tenant_id": t, **r, "gaps": ", ".join(r["gaps"]) or "-"} for t, r in report["tenants"].items()]
+    render.show(
+        state,
+        rows,
+        title="Evidence completeness",
+        columns=["tenant_id", "runs", "evidence_completeness_rate", "gaps"],
+    )

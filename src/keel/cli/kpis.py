@@ -84,3 +84,48 @@ def export(
     render.show(
         state, state.api().post(f"{_base(tenant)}/{kpi_id}/snapshots", json=body), title="KPI snapshot"
     )
+
+
+# --- publication (06) ---------------------------------------------------------------------------
+PUBLICATION_COLUMNS = ["number", "publication_id", "version", "status", "published_by", "published_at"]
+
+
+@app.command("publish")
+def publish(
+    ctx: typer.Context,
+    kpi_id: KpiId,
+    tenant: Tenant,
+    version: Annotated[
+        str | None, typer.Option("--version", help="KPI contract version; default: the one the tenant runs.")
+    ] = None,
+) -> None:
+    """Publish a KPI to the tenant's people (PA); blocked, naming what is missing, without evidence."""
+    state = state_of(ctx)
+    body = {"version": version} if version else {}
+    render.show(
+        state, state.api().post(f"{_base(tenant)}/{kpi_id}/publication", json=body), title="Published"
+    )
+
+
+@app.command("unpublish")
+def unpublish(ctx: typer.Context, kpi_id: KpiId, tenant: Tenant) -> None:
+    """Withdraw a KPI's publication: invisible to the tenant's people again."""
+    state = state_of(ctx)
+    render.show(state, state.api().delete(f"{_base(tenant)}/{kpi_id}/publication"), title="Unpublished")
+
+
+@app.command("rollback")
+def rollback(ctx: typer.Context, kpi_id: KpiId, tenant: Tenant) -> None:
+    """Return to the publication the current one replaced (its version and build)."""
+    state = state_of(ctx)
+    render.show(
+        state, state.api().post(f"{_base(tenant)}/{kpi_id}/publication/rollback"), title="Rolled back"
+    )
+
+
+@app.command("publications")
+def publications(ctx: typer.Context, kpi_id: KpiId, tenant: Tenant) -> None:
+    """A KPI's publications in the tenant, newest first, with their evidence."""
+    state = state_of(ctx)
+    items = state.api().get_all(f"{_base(tenant)}/{kpi_id}/publications")
+    render.show(state, items, title="KPI publications", columns=PUBLICATION_COLUMNS)

@@ -26,7 +26,12 @@ def define(
     dataset: Annotated[str, typer.Option("--dataset", help="GDP table name, e.g. invoice.")],
     field: Annotated[str, typer.Option("--field", help="The field checked.")],
     check: Annotated[
-        str, typer.Option("--check", help="not_null, unique, accepted_values, range, regex, custom_sql.")
+        str,
+        typer.Option(
+            "--check",
+            help="not_null, unique, accepted_values, range, regex, custom_sql, referential_integrity, "
+            "freshness, row_count, volume_change.",
+        ),
     ],
     on_fail: Annotated[str, typer.Option("--on-fail", help="block, quarantine or alert.")] = "alert",
     layer: Annotated[str, typer.Option("--layer", help="raw or gdp.")] = "gdp",

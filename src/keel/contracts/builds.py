@@ -13,7 +13,7 @@ unit of work of their own.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import sqlalchemy as sa
 
@@ -34,6 +34,7 @@ from keel.pipeline import (
     materialize_kpi,
 )
 from keel.pipeline.naming import safe_name
+from keel.pipeline.refresh import NotIncremental, refresh_gdp
 from keel.store.tables import contract_versions, pipeline_runs
 
 
@@ -58,6 +59,10 @@ class Build:
     def gdp_runs(self) -> list[RunResult]:
         return [r for r in self.runs if r.layer == "gdp"]
 
+    def add(self, run: RunResult) -> None:
+        self.runs.append(run)
+        self.views[(run.layer, run.name)] = run.version
+
 
 def plan_for(conn, contract_id: str, version: str, tenant_id: str | None = None) -> Plan:
     """The checked plans of a contract version (and, for GDP, of the KPIs published on it)."""
@@ -76,8 +81,9 @@ def plan_for(conn, contract_id: str, version: str, tenant_id: str | None = None)
     return Plan(contract, datasets=datasets, kpis=tuple(_kpis_on(conn, contract, tenant_id or row.tenant_id)))
 
 
-def build(keel, tenant_id: str, plan: Plan) -> Build:
-    """Build every table of ``plan`` in the tenant's data plane, without activating anything."""
+def build(keel, tenant_id: str, plan: Plan, actor=None) -> Build:
+    """Build every table of ``plan`` in the tenant's data plane, without activating anything; a
+    data-quality block is recorded as ``actor``'s (the platform's when None)."""
     from keel.identity.actor import SYSTEM
     from keel.quality.errors import RuleBlocked
     from keel.quality.service import enabled_rules, record_blocked
@@ -86,19 +92,56 @@ def build(keel, tenant_id: str, plan: Plan) -> Build:
     done = Build()
     with keel.uow() as uow:  # the tenant's enabled data-quality rules (04), global and its own
         rules = enabled_rules(uow.conn, tenant_id) if plan.datasets else []
-    for dataset, mapping in plan.datasets:
-        mine = [r for r in rules if r.dataset == safe_name(dataset.name, "dataset")]
-        try:
-            result = materialize_gdp(engine, plan.contract, dataset, mapping, rules=mine)
-        except RuleBlocked as blocked:
-            record_blocked(keel, SYSTEM, tenant_id, blocked)
-            raise
-        done.runs.append(result)
-        done.views[("gdp", result.name)] = result.version
-    for kpi, kpi_plan, gdp_version in plan.kpis:
-        result = materialize_kpi(engine, kpi, kpi_plan, gdp_version)
-        done.runs.append(result)
-        done.views[("kpi", result.name)] = result.version
+    with engine.session():  # one connection for the whole build (opening one costs ~25 ms)
+        for dataset, mapping in plan.datasets:
+            mine = [r for r in rules if r.dataset == safe_name(dataset.name, "dataset")]
+            try:
+                result = materialize_gdp(engine, plan.contract, dataset, mapping, rules=mine)
+            except RuleBlocked as blocked:
+                record_blocked(keel, actor or SYSTEM, tenant_id, blocked)
+                raise
+            done.add(result)
+        for kpi, kpi_plan, gdp_version in plan.kpis:
+            done.add(materialize_kpi(engine, kpi, kpi_plan, gdp_version))
+    return done
+
+
+def refresh(keel, tenant_id: str, plan: Plan, actor=None) -> Build:
+    """Like ``build``, but each GDP table built before takes only its new Raw batches, and its KPIs
+    only the periods they touch (``keel.pipeline.refresh``); a table a refresh cannot be right for
+    is rebuilt in full, the run's ``note`` saying why. Nothing is activated."""
+    from keel.identity.actor import SYSTEM
+    from keel.quality.errors import RuleBlocked
+    from keel.quality.service import enabled_rules, record_blocked
+
+    if not plan.datasets:  # a KPI contract alone: recomputing it in full is the refresh
+        return build(keel, tenant_id, plan, actor)
+    engine = DuckDBEngine(keel.dataplanes.database_path(tenant_id))
+    done = Build()
+    with keel.uow() as uow:
+        rules = enabled_rules(uow.conn, tenant_id)
+    with engine.session():
+        for dataset, mapping in plan.datasets:
+            name = safe_name(dataset.name, "dataset")
+            mine = [r for r in rules if r.dataset == name]
+            kpis = [(k, p, v) for k, p, v in plan.kpis if p.table.lower() == f"gdp.{name}"]
+            try:
+                try:
+                    on_it = [(k, p) for k, p, _ in kpis]
+                    results = refresh_gdp(engine, plan.contract, dataset, mapping, rules=mine, kpis=on_it)
+                except NotIncremental as why:
+                    gdp = materialize_gdp(engine, plan.contract, dataset, mapping, rules=mine)
+                    results = [replace(gdp, note=why.reason)] + [
+                        replace(materialize_kpi(engine, k, p, v), note=why.reason) for k, p, v in kpis
+                    ]
+            except RuleBlocked as blocked:
+                record_blocked(keel, actor or SYSTEM, tenant_id, blocked)
+                raise
+            for result in results:
+                done.add(result)
+        for kpi, kpi_plan, gdp_version in plan.kpis:  # KPIs on no dataset of this plan (none today)
+            if ("kpi", safe_name(kpi.id, "contract")) not in done.views:
+                done.add(materialize_kpi(engine, kpi, kpi_plan, gdp_version))
     return done
 
 
@@ -148,13 +191,19 @@ def _kpis_on(conn, gdp: Contract, tenant_id: str | None):
         yield _kpi(kpi, records.context_for(conn, row))
 
 
-def record_runs(conn, tenant_id: str, runs: list[RunResult], *, purpose: str, run_by: str) -> None:
+def record_runs(conn, tenant_id: str, runs: list[RunResult], *, purpose: str, run_by: str) -> list[str]:
     """Keep each run in the control plane: the baselines rollouts compare against, and the record
-    of what was built from which contract version."""
+    of what was built from which contract version. Returns the runs' ids, in order."""
+    ids = []
     for run in runs:
+        ids.append(new_id("PLR"))
         conn.execute(
             pipeline_runs.insert().values(
-                id=new_id("PLR"),
+                id=ids[-1],
+                mode=run.mode,
+                delta_rows=run.rows if run.delta_rows is None else run.delta_rows,
+                batches=list(run.batches),
+                note=run.note,
                 tenant_id=tenant_id,
                 layer=run.layer,
                 name=run.name,
@@ -173,6 +222,23 @@ def record_runs(conn, tenant_id: str, runs: list[RunResult], *, purpose: str, ru
                 finished_at=run.finished_at,
             )
         )
+    return ids
+
+
+def record_with_lineage(uow, tenant_id: str, runs: list[RunResult], *, purpose: str, actor) -> tuple:
+    """Record each run and capture its OpenLineage events naming it (05), in ``uow``: returns the
+    runs' ids and the lineage records to ``keel.lineage.store.send`` after the commit."""
+    from keel.lineage import store as lineage_store
+
+    run_ids = record_runs(uow.conn, tenant_id, runs, purpose=purpose, run_by=actor.user_id)
+    sent = [
+        record_id
+        for run, run_id in zip(runs, run_ids, strict=True)
+        for record_id in lineage_store.capture(
+            uow, tenant_id, run, run.lineage, actor=actor, pipeline_run_id=run_id
+        )
+    ]
+    return run_ids, sent
 
 
 def last_run(conn, tenant_id: str, layer: str, name: str, version: str) -> RunResult | None:
@@ -207,8 +273,13 @@ def last_run(conn, tenant_id: str, layer: str, name: str, version: str) -> RunRe
     )
 
 
-def run_view(run: RunResult) -> dict:
+def run_view(run: RunResult, run_id: str | None = None) -> dict:
     return {
+        **({"id": run_id} if run_id else {}),
+        "mode": run.mode,
+        "delta_rows": run.rows if run.delta_rows is None else run.delta_rows,
+        "batches": len(run.batches),
+        "note": run.note,
         "layer": run.layer,
         "name": run.name,
         "version": run.version,
@@ -222,52 +293,61 @@ def run_view(run: RunResult) -> dict:
     }
 
 
-def lineage_of(plan: Plan) -> dict[tuple[str, str], dict[str, tuple[tuple[str, str], ...]]]:
-    """Column lineage of each ``(layer, name)`` a plan builds: output field -> (table, column) pairs
-    (a KPI's one output is its ``value``)."""
-    found = {view: dict(m.lineage) for view, (_, m) in zip(views_of(plan), plan.datasets, strict=False)}
-    for view, (_, k, _) in zip(views_of(plan)[len(plan.datasets) :], plan.kpis, strict=False):
-        found[view] = {"value": tuple(k.lineage)} if k.lineage else {}
-    return found
+MODES = ("full", "incremental")
 
 
-def build_tenant(keel, actor, tenant_id: str, schema_id: str) -> dict:
-    """Build and activate the version of ``schema_id`` the tenant runs (with the KPIs on it)."""
+def build_tenant(
+    keel, actor, tenant_id: str, schema_id: str, *, mode: str = "full", essential: bool = True
+) -> dict:
+    """Build and activate the version of ``schema_id`` the tenant runs (with the KPIs on it):
+    ``full`` recomputes every table, ``incremental`` adds what new Raw batches bring (``refresh``).
+    A run that is not ``essential`` (a scheduled one) is refused while a spend cap blocks
+    non-essential actions (05b)."""
     from keel.contracts.lifecycle import active_version
+    from keel.guardrails import service as guardrails
+    from keel.identity.actor import SYSTEM
     from keel.quality import service as quality
     from keel.tenants.service import load_tenant
 
+    if mode not in MODES:
+        raise InvalidInput("mode", f"must be one of {', '.join(MODES)}")
     with keel.uow() as uow:
-        keel.authorize(uow, actor, "pipeline:Run", Resource("pipeline", schema_id, tenant=tenant_id))
+        if actor is not SYSTEM:  # the scheduler's runs (``scheduled.py``) act for the platform
+            keel.authorize(uow, actor, "pipeline:Run", Resource("pipeline", schema_id, tenant=tenant_id))
         if load_tenant(uow.conn, tenant_id).status != "ACTIVE":
             raise Conflict("the tenant is not ACTIVE: its pipelines are on hold", tenant_id=tenant_id)
         version = active_version(uow.conn, tenant_id, schema_id)
         if version is None:
             raise InvalidInput("schema_id", f"'{schema_id}' has no published version the tenant runs")
         plan = plan_for(uow.conn, schema_id, version, tenant_id)
+        decision = guardrails.evaluate(keel, uow, actor, tenant_id, "pipeline:Run", essential=essential)
+        uow.commit()  # a refusal's evidence (nothing else was written)
+    decision.raise_if_refused()
     from keel.lineage import store as lineage_store
 
-    lineages = lineage_of(plan)
     try:
-        done = build(keel, tenant_id, plan)
+        done = (refresh if mode == "incremental" else build)(keel, tenant_id, plan, actor)
     except MaterializationFailed as failed:
         with keel.uow() as uow:
-            record_runs(uow.conn, tenant_id, [failed.result], purpose="build", run_by=actor.user_id)
+            (run_id,), sent = record_with_lineage(
+                uow, tenant_id, [failed.result], purpose="build", actor=actor
+            )  # START and FAIL events (05)
             uow.record(
                 "pipeline.run.failed",
                 actor_id=actor.user_id,
                 tenant_id=tenant_id,
                 contract=plan.contract.key,
                 table=failed.result.table,
+                mode=failed.result.mode,
+                run_id=run_id,
             )
-            lineage = lineages.get((failed.result.layer, failed.result.name))
-            sent = lineage_store.capture(uow, tenant_id, failed.result, lineage, actor=actor)  # START, FAIL
             uow.commit()
         lineage_store.send(keel, sent)
         raise
     activate_views(keel, tenant_id, done.views)
     with keel.uow() as uow:
-        record_runs(uow.conn, tenant_id, done.runs, purpose="build", run_by=actor.user_id)
+        # START and COMPLETE events with column lineage, per table (05)
+        run_ids, sent = record_with_lineage(uow, tenant_id, done.runs, purpose="build", actor=actor)
         quality.record_outcomes(uow, actor, tenant_id, done.runs)  # rule.applied, rates, alerts (04)
         uow.record(
             "pipeline.run.completed",
@@ -276,14 +356,11 @@ def build_tenant(keel, actor, tenant_id: str, schema_id: str) -> dict:
             contract=plan.contract.key,
             tables=[r.table for r in done.runs],
             rows=sum(r.rows for r in done.runs),
+            mode=mode,
+            run_ids=run_ids,
+            modes=[r.mode for r in done.runs],
         )
-        sent = [  # START and COMPLETE events with column lineage, per table (05)
-            record_id
-            for r in done.runs
-            for record_id in lineage_store.capture(
-                uow, tenant_id, r, lineages.get((r.layer, r.name)), actor=actor
-            )
-        ]
         uow.commit()
     lineage_store.send(keel, sent)  # after the commit: a failed send never fails the build
-    return {"schema_id": schema_id, "version": version, "runs": [run_view(r) for r in done.runs]}
+    runs = [run_view(r, i) for r, i in zip(done.runs, run_ids, strict=True)]
+    return {"schema_id": schema_id, "version": version, "mode": mode, "runs": runs}

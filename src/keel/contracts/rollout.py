@@ -32,6 +32,7 @@ from keel.identity.actor import Actor
 from keel.kernel.clock import as_utc, utcnow
 from keel.kernel.errors import Blocked, Conflict, InvalidInput, NotFound
 from keel.kernel.ids import new_id
+from keel.lineage import store as lineage_store
 from keel.observability import metrics
 from keel.observability.incidents import open_incident
 from keel.pipeline import MaterializationFailed, signals
@@ -136,10 +137,11 @@ def ready(keel, actor: Actor, rollout_id: str) -> dict:
     with keel.uow() as uow:
         row = _load(uow.conn, rollout_id, lock=True)
         _require(row, "PLANNED")
+        sent = []  # each run with its lineage (05): a dry run transforms data too
         for outcome in outcomes:
-            builds.record_runs(
-                uow.conn, outcome["tenant_id"], outcome.pop("_runs"), purpose="dry_run", run_by=actor.user_id
-            )
+            sent += builds.record_with_lineage(
+                uow, outcome["tenant_id"], outcome.pop("_runs"), purpose="dry_run", actor=actor
+            )[1]
         measured = dict(row.measurements) | {"dry_run": outcomes}
         values = {"measurements": measured}
         if not failed:
@@ -165,6 +167,7 @@ def ready(keel, actor: Actor, rollout_id: str) -> dict:
             tenants=len(outcomes),
         )
         uow.commit()
+    lineage_store.send(keel, sent)  # after the commit: a failed send never fails the rollout
     if failed:
         raise Blocked(
             f"the dry run breaches on {len(failed)} canary tenant(s): {_reason(failed[0])}; fix the version "
@@ -222,10 +225,11 @@ def _advance(keel, actor: Actor, rollout_id: str, expected: str) -> dict:
     with keel.uow() as uow:
         row = _load(uow.conn, rollout_id, lock=True)
         _require_claim(row, index)
+        sent = []
         for outcome in outcomes:
-            builds.record_runs(
-                uow.conn, outcome["tenant_id"], outcome.pop("_runs"), purpose="rollout", run_by=actor.user_id
-            )
+            sent += builds.record_with_lineage(
+                uow, outcome["tenant_id"], outcome.pop("_runs"), purpose="rollout", actor=actor
+            )[1]
         _pin(uow.conn, row, list(moved))
         last = index == len(row.stages) - 1
         measured = dict(row.measurements)
@@ -275,6 +279,7 @@ def _advance(keel, actor: Actor, rollout_id: str, expected: str) -> dict:
                 rollout_id=rollout_id,
             )
         uow.commit()
+    lineage_store.send(keel, sent)  # after the commit: a failed send never fails the rollout
     return get(keel, actor, rollout_id)
 
 
@@ -295,14 +300,11 @@ def _roll_back(keel, actor: Actor, rollout_id: str, index: int, outcomes, moved_
     with keel.uow() as uow:
         row = _load(uow.conn, rollout_id, lock=True)
         _require_claim(row, index)
+        sent = []
         for outcome in outcomes:
-            builds.record_runs(
-                uow.conn,
-                outcome["tenant_id"],
-                outcome.pop("_runs", []),
-                purpose="rollout",
-                run_by=actor.user_id,
-            )
+            sent += builds.record_with_lineage(
+                uow, outcome["tenant_id"], outcome.pop("_runs", []), purpose="rollout", actor=actor
+            )[1]
             outcome.pop("_before", None)
         _unpin(uow.conn, row, list(moved))
         measured = dict(row.measurements) | {
@@ -373,6 +375,7 @@ def _roll_back(keel, actor: Actor, rollout_id: str, index: int, outcomes, moved_
             ).one()
             changes.finish(uow, actor, change, deployed=False, rollout_id=rollout_id)
         uow.commit()
+    lineage_store.send(keel, sent)  # after the commit: a failed send never fails the rollout
     return get(keel, actor, rollout_id)
 
 

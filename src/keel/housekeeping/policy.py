@@ -8,11 +8,16 @@ from datetime import datetime
 
 SCOPES = {"gdp": {"tier_to_cold", "delete"}, "raw": {"delete"}}
 _POLICY_ID = re.compile(r"^[A-Z][A-Z0-9-]{1,63}$")
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+ALL = "*"  # a Raw policy's table: every Raw table of the tenant
 
 
 class PolicyError(ValueError):
-    """A policy, approval or hold that breaks a rule; the message says which."""
+    """A policy, approval or hold that breaks a rule; ``field`` names the field, the message the rule."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass
@@ -29,24 +34,27 @@ class RetentionPolicy:
     def __post_init__(self) -> None:
         if not _POLICY_ID.match(self.policy_id):
             raise PolicyError(
-                f"policy_id {self.policy_id!r} must look like RET-12M (upper case, digits, '-')"
+                "policy_id", f"policy_id {self.policy_id!r} must look like RET-12M (upper case, digits, '-')"
             )
         if self.scope not in SCOPES:
-            raise PolicyError(f"scope {self.scope!r} must be one of {sorted(SCOPES)}")
+            raise PolicyError("scope", f"scope {self.scope!r} must be one of {sorted(SCOPES)}")
         if self.action_on_expiry not in SCOPES[self.scope]:
             allowed = sorted(SCOPES[self.scope])
             raise PolicyError(
-                f"action_on_expiry {self.action_on_expiry!r} not allowed for scope {self.scope!r}: {allowed}"
+                "action_on_expiry",
+                f"action_on_expiry {self.action_on_expiry!r} not allowed for scope {self.scope!r}: {allowed}",
             )
         if not isinstance(self.retention_months, int) or not 1 <= self.retention_months <= 1200:
-            raise PolicyError("retention_months must be an integer from 1 to 1200")
+            raise PolicyError("retention_months", "retention_months must be an integer from 1 to 1200")
+        if self.table == ALL and self.scope != "raw":
+            raise PolicyError("table", "table '*' (every table of the layer) is for scope 'raw' only")
         for what, value in (("table", self.table), ("time_column", self.time_column)):
-            if not _IDENT.match(value):
-                raise PolicyError(f"{what} {value!r} is not a plain identifier")
+            if not isinstance(value, str) or not (_IDENT.match(value) or (what == "table" and value == ALL)):
+                raise PolicyError(what, f"{what} {value!r} is not a plain identifier")
 
     def approve(self, approver: str) -> None:
         if approver == self.defined_by:
-            raise PolicyError("a policy's author cannot approve it; a second Compliance Officer must")
+            raise PolicyError("approved_by", "a policy's author cannot approve it; a Compliance Officer must")
         self.approved_by = approver
 
     @property
@@ -85,9 +93,11 @@ class LegalHold:
     reason: str = field(default="")
 
     def covers(self, tenant_id: str, layer: str, table: str) -> bool:
+        """True when the hold is in force on ``layer.table`` of the tenant. A hold on ``invoice``
+        covers its versioned tables (``invoice__v1_0_0``) and side tables (``…__quarantine``) too."""
         return (
             not self.released
             and self.tenant_id == tenant_id
             and self.layer in (None, layer)
-            and self.table in (None, table)
+            and (self.table is None or table == self.table or table.startswith(self.table + "__"))
         )

@@ -33,7 +33,7 @@ import contextlib
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -84,6 +84,8 @@ class BatchResult:
     batch_id: str
     rows: int  # inserted
     skipped: int  # duplicates not inserted again (dedupe)
+    quarantined: int = 0  # rows a data-quality rule moved to the stream's dq_quarantine table
+    rule_results: dict = field(default_factory=dict)  # Raw-layer rules: outcome per rule id (04)
 
 
 def table_name(source_key: str, stream: str) -> str:
@@ -185,6 +187,7 @@ class RawStore:
         dedupe: bool = False,
         advance_state: bool = True,
         table: str | None = None,
+        rules: Sequence = (),
     ) -> BatchResult:
         """Insert ``records``, record the batch and (``advance_state``) the stream's state, atomically.
 
@@ -196,6 +199,10 @@ class RawStore:
         and the expected type; nothing of the batch is committed then.
         ``table`` lands the batch in one of the stream's side tables (``side_table``)
         instead of its Raw table; the bookkeeping and the state are the stream's all the same.
+        ``rules`` (the Raw table's enabled data-quality rules, ``keel.quality.model.Rule``) are
+        applied to the batch before it commits (``keel.quality.ingest``): a failing ``block``
+        rule raises ``RuleBlocked`` and nothing of the batch lands; rows failing a
+        ``quarantine`` rule go to ``<table>__dq_quarantine`` instead (not into a side table).
         """
         if kind not in KINDS:
             raise InvalidInput("kind", f"must be one of {', '.join(KINDS)}")
@@ -212,6 +219,19 @@ class RawStore:
                 staged = staging.stage(stream.name, records, columns, types, dedupe=dedupe)
                 inserted = staged.insert(con, table, (batch_id, source_id, now), dedupe=dedupe)
                 skipped = columns.rows - inserted
+                moved, outcome = 0, {}
+                if rules and table == table_name(source_key, stream.name):
+                    from keel.quality.ingest import apply_to_batch
+
+                    last = con.execute(
+                        "SELECT rows FROM raw._keel_batches WHERE source_id = ? AND stream = ? "
+                        "ORDER BY committed_at DESC LIMIT 1",
+                        [source_id, stream.name],
+                    ).fetchall()
+                    moved, outcome = apply_to_batch(
+                        con, table, batch_id, rules, previous_rows=last[0][0] if last else None
+                    )
+                    inserted -= moved
                 con.execute(
                     "INSERT INTO raw._keel_batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [batch_id, source_id, stream.name, run_id, kind, inserted, skipped, _json(state), now],
@@ -229,7 +249,7 @@ class RawStore:
             except BaseException:
                 con.rollback()
                 raise
-        return BatchResult(batch_id, inserted, skipped)
+        return BatchResult(batch_id, inserted, skipped, moved, outcome)
 
     def drop_source(self, source_id: str, source_key: str) -> list[str]:
         """Drop the tables the source landed under ``source_key`` and all its bookkeeping; their names."""

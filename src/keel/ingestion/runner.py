@@ -133,6 +133,11 @@ class SyncResult:
     first_failure: str | None = None
     batch_ids: tuple[str, ...] = ()
     quarantined: bool = False  # the batches landed in the quarantine table, not in Raw
+    # Raw-layer data-quality rules (04): outcome per rule id over the run's batches, the rows
+    # they quarantined, and the outcome of the batch a block rule stopped (None: none did).
+    rule_results: dict = field(default_factory=dict)
+    rule_quarantined: int = 0
+    rule_blocked: dict | None = None
 
     @property
     def ok(self) -> bool:
@@ -157,6 +162,7 @@ def sync_stream(
     stream: Stream | None = None,
     dedupe: bool | None = None,
     gate: Gate | None = None,
+    rules: Sequence = (),
 ) -> SyncResult:
     """Read ``stream_name`` into ``raw`` (see the module docstring); never raises for a failed read.
 
@@ -168,6 +174,9 @@ def sync_stream(
     the connector or the stream cannot read) raise ``InvalidInput`` before reading.
     ``gate(stream)`` is asked once, after discovery and before the first read, what
     the run may do (``Admission``); an exception it raises fails the attempt.
+    ``rules`` (the Raw table's enabled data-quality rules) are applied to each batch as it
+    commits (``RawStore.commit_batch``): a failing ``block`` rule fails the run, no retry,
+    with that batch not landed (``SyncResult.rule_blocked``).
     """
     if kind not in KINDS:
         raise InvalidInput("kind", f"must be one of {', '.join(KINDS)}")
@@ -190,6 +199,7 @@ def sync_stream(
         dedupe=_dedupe(connector, window, dedupe),
         emit=on_event if on_event is not None else (lambda _kind, _details: None),
         gate=gate,
+        rules=tuple(rules),
     )
     if window is not None:
         run.resume = connector.window_state(config, stream_name, window.start, window.end)
@@ -249,6 +259,7 @@ class _Run:
     dedupe: bool
     emit: EventSink
     gate: Gate | None = None
+    rules: tuple = ()
     admission: Admission | None = None  # the gate's answer, asked once per run
     resume: dict[str, Any] | None = None  # windows: where the next attempt reads from
     rows: int = 0
@@ -256,6 +267,9 @@ class _Run:
     batch_ids: list[str] = field(default_factory=list)
     first_failure: str | None = None
     state: dict[str, Any] | None = None
+    rule_results: dict = field(default_factory=dict)
+    rule_quarantined: int = 0
+    rule_blocked: dict | None = None
 
     def attempt(self, number: int) -> None:
         with self.raw.session() as store:
@@ -312,18 +326,28 @@ class _Run:
     ) -> None:
         assert self.stream is not None
         quarantined = self.admission is not None and self.admission.action == "quarantine"
-        batch = store.commit_batch(
-            self.source_id,
-            self.source_key,
-            self.stream,
-            run_id=self.run_id,
-            records=records,
-            state=state,
-            kind=self.kind,
-            dedupe=self.dedupe,
-            advance_state=self.window is None,
-            table=quarantine_table(self.source_key, self.stream.name) if quarantined else None,
-        )
+        try:
+            batch = store.commit_batch(
+                self.source_id,
+                self.source_key,
+                self.stream,
+                run_id=self.run_id,
+                records=records,
+                state=state,
+                kind=self.kind,
+                dedupe=self.dedupe,
+                advance_state=self.window is None,
+                table=quarantine_table(self.source_key, self.stream.name) if quarantined else None,
+                rules=() if quarantined else self.rules,
+            )
+        except Exception as exc:
+            blocked = getattr(exc, "outcome", None)  # a block rule stopped the batch (RuleBlocked)
+            if isinstance(blocked, dict):
+                self.rule_blocked = blocked
+            raise
+        for rule_id, result in batch.rule_results.items():
+            self._count(rule_id, result)
+        self.rule_quarantined += batch.quarantined
         self.rows += batch.rows
         self.skipped += batch.skipped
         self.batch_ids.append(batch.batch_id)
@@ -331,6 +355,17 @@ class _Run:
             "batch",
             {"batch_id": batch.batch_id, "rows": batch.rows, "skipped": batch.skipped, "attempt": attempt},
         )
+
+    def _count(self, rule_id: str, result: Mapping[str, Any]) -> None:
+        """Add one batch's outcome of a rule to the run's (table-level: failed in any batch)."""
+        held = self.rule_results.get(rule_id)
+        if held is None:
+            self.rule_results[rule_id] = dict(result)
+            return
+        for key in ("checked", "failed", "passed"):
+            held[key] += result[key]
+        if "observed" in result:
+            held["observed"] = result["observed"]
 
     def result(self, attempts: int, **failure: Any) -> SyncResult:
         admission = self.admission or LAND
@@ -345,6 +380,9 @@ class _Run:
             first_failure=self.first_failure,
             batch_ids=tuple(self.batch_ids),
             quarantined=admission.action == "quarantine",
+            rule_results=self.rule_results,
+            rule_quarantined=self.rule_quarantined,
+            rule_blocked=self.rule_blocked,
             **failure,
         )
 

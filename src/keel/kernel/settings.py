@@ -138,6 +138,23 @@ class Settings(BaseSettings):
         0.001, description="Price of one GB of a tenant's data plane held for a day, in its spend.", ge=0
     )
     # -- issue 5: housekeeping
+    scheduler_enabled: bool = Field(
+        False,
+        description="Run the scheduler (`keel.scheduling`) on a background thread of `keel serve`. Off by "
+        "default: jobs then run only when someone calls `keel scheduler tick` (cron, a test).",
+    )
+    scheduler_tick_seconds: float = Field(
+        60.0, description="How often the background scheduler looks for due jobs.", gt=0
+    )
+    housekeeping_retention_every_hours: float = Field(
+        24.0, description="Interval of the scheduled retention job (every tenant's approved policies).", gt=0
+    )
+    housekeeping_compaction_every_hours: float = Field(
+        168.0, description="Interval of the scheduled compaction/vacuum of every tenant's data plane.", gt=0
+    )
+    housekeeping_footprint_every_hours: float = Field(
+        1.0, description="Interval of the job that records storage_footprint_gb and compute_hours.", gt=0
+    )
     # -- issue 5: lineage
     openlineage_url: str | None = Field(
         None,

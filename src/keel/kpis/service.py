@@ -1,43 +1,45 @@
-"""KPI consumption (story 07): what a tenant's people see of its built KPIs.
+"""KPI consumption (story 07): what a tenant's people see of its published KPIs.
 
-A KPI is shown to a caller only when one of the caller's personas is in the contract's
-``visibleTo``; to anyone else it does not exist (404, and it is left out of lists), and
-the attempt opens an incident (``kpi_visibility_violation``) in a unit of work of its own,
-so it is recorded although the request fails. Values come from the tenant's active KPI
-view (``keel.pipeline.kpi_values``), each row judged against the contract's thresholds
-(``evaluate_thresholds``) and target. Every view records ``kpi.viewed`` and
+Only a KPI published to the tenant (``publishing.py``, story 06) exists for its people: an
+unpublished one is left out of lists and is 404. The publication pins a KPI contract version;
+its definition and thresholds are that version's, and its values come from the newest
+successful build of that version (``kpi."<kpi>__v<version>"``, ``keel.pipeline.kpi_values``),
+each row judged against the contract's thresholds (``evaluate_thresholds``) and target.
+A published KPI is shown to a caller only when one of the caller's personas is in the
+contract's ``visibleTo``; to anyone else it does not exist (404, and it is left out of lists),
+and the attempt opens an incident (``kpi_visibility_violation``) in a unit of work of its own,
+so it is recorded although the request fails. Every view records ``kpi.viewed`` and
 ``kpi.consumed`` (metric ``kpi_view_count``), every export ``kpi.exported``
-(``export_count``) with a receipt holding the file's SHA-256.
+(``export_count``) with a receipt holding the file's SHA-256. Each read of one KPI counts
+toward ``kpi_consumption_rate``: served, or not (not published, not built, hidden).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import math
 from decimal import Decimal
 
-import sqlalchemy as sa
 from sqlglot import exp
 
 from keel.authz.engine import Resource
 from keel.contracts import records
 from keel.contracts.builds import plan_for
 from keel.contracts.kpi_sql import evaluate_thresholds
-from keel.contracts.lifecycle import active_version
-from keel.contracts.model import Layer, Status
+from keel.contracts.model import Layer
 from keel.evidence import receipts
 from keel.identity.actor import Actor
 from keel.kernel.clock import utcnow
 from keel.kernel.errors import InvalidInput, NotFound
 from keel.kernel.ids import new_id
+from keel.kpis import publications
+from keel.kpis.proofs import proof_of
 from keel.observability import metrics
 from keel.observability.incidents import open_incident
 from keel.pipeline import DuckDBEngine, kpi_values
 from keel.pipeline.naming import safe_name, versioned
 from keel.pipeline.statements import render, retarget, table
-from keel.store.tables import contract_versions, ledger_entries
 
 GET, EXPORT = "kpi:GetResults", "kpi:Export"
 FORMATS = ("csv", "parquet")
@@ -45,38 +47,29 @@ DRILL_LIMIT = 1000
 INCIDENT_KIND = "kpi_visibility_violation"
 
 
-# --- what a tenant runs, and who may see it ---------------------------------------------------
+# --- what is published to a tenant, and who may see it ------------------------------------------
 
 
-def _contract(conn, tenant_id: str, kpi_id: str):
-    version = active_version(conn, tenant_id, kpi_id)
-    if version is None:
+def _contract(conn, tenant_id: str, kpi_id: str, publication=None):
+    """The published KPI contract version (row, contract, publication); 404 when the KPI is not
+    published."""
+    publication = publication or publications.current(conn, tenant_id, kpi_id)
+    if publication is None:
         raise NotFound("KPI", kpi_id)
-    row = records.load(conn, kpi_id, version)
+    row = records.load(conn, kpi_id, publication.version)
     if row.layer != Layer.KPI.value:
         raise NotFound("KPI", kpi_id)
-    return row, records.with_resolved_refs(records.contract_of(row), row.based_on)
+    return row, records.with_resolved_refs(records.contract_of(row), row.based_on), publication
 
 
 def _visible(contract, actor: Actor) -> bool:
     return bool(set(actor.roles) & set(contract.kpi.visible_to))
 
 
-def _kpi_ids(conn, tenant_id: str) -> list[str]:
-    rows = conn.execute(
-        sa.select(contract_versions.c.contract_id, contract_versions.c.tenant_id)
-        .where(
-            contract_versions.c.layer == Layer.KPI.value,
-            contract_versions.c.status.in_([Status.PUBLISHED.value, Status.DEPRECATED.value]),
-        )
-        .distinct()
-    )
-    return sorted({r.contract_id for r in rows if r.tenant_id in (None, tenant_id)})
-
-
 def _hidden(keel, actor: Actor, tenant_id: str, kpi_id: str) -> NotFound:
     """Open the incident of a refused KPI read in a unit of work of its own; the error to raise."""
     with keel.uow() as uow:
+        _served(uow, tenant_id, kpi_id, False)
         open_incident(
             uow,
             actor,
@@ -90,10 +83,29 @@ def _hidden(keel, actor: Actor, tenant_id: str, kpi_id: str) -> NotFound:
     return NotFound("KPI", kpi_id)
 
 
-def _open(keel, uow, actor: Actor, tenant_id: str, kpi_id: str, action: str = GET):
-    keel.authorize(uow, actor, action, Resource("kpi", kpi_id, tenant=tenant_id))
-    row, contract = _contract(uow.conn, tenant_id, kpi_id)
-    return row, contract, _visible(contract, actor)
+def _served(uow, tenant_id: str, kpi_id: str, served: bool) -> None:
+    metrics.outcome(uow.conn, "kpi_consumption_rate", served, tenant_id)
+
+
+def _missing(keel, tenant_id: str, kpi_id: str, error: NotFound) -> NotFound:
+    """Count a read of a KPI that is not published or not built (a publish/dashboard fault)."""
+    with keel.uow() as uow:
+        _served(uow, tenant_id, kpi_id, False)
+        uow.commit()
+    return error
+
+
+def _open(keel, actor: Actor, tenant_id: str, kpi_id: str, action: str = GET):
+    """Authorize, then the published version (row, contract) and whether the caller may see it."""
+    with keel.uow() as uow:
+        keel.authorize(uow, actor, action, Resource("kpi", kpi_id, tenant=tenant_id))
+        try:
+            row, contract, publication = _contract(uow.conn, tenant_id, kpi_id)
+        except NotFound as missing:
+            error = missing
+        else:
+            return row, contract, _visible(contract, actor), publication
+    raise _missing(keel, tenant_id, kpi_id, error)
 
 
 # --- values -------------------------------------------------------------------------------------
@@ -117,14 +129,21 @@ def _plain(value):
     return _number(value)
 
 
-def _rows(keel, tenant_id: str, kpi_id: str) -> list[dict] | None:
-    """The active KPI view's rows; None when the tenant has no build of it."""
+def _rows(keel, tenant_id: str, kpi_id: str, version: str) -> list[dict] | None:
+    """The rows of the newest build of the published version; None when it is not built."""
     if not keel.dataplanes.database_path(tenant_id).exists():
         return None
     try:
-        return kpi_values(_engine(keel, tenant_id), kpi_id)
+        return kpi_values(_engine(keel, tenant_id), kpi_id, version)
     except NotFound:
         return None
+
+
+def _built(keel, tenant_id: str, kpi_id: str, version: str) -> list[dict]:
+    values = _rows(keel, tenant_id, kpi_id, version)
+    if values is None:
+        raise _missing(keel, tenant_id, kpi_id, NotFound("built KPI", kpi_id))
+    return values
 
 
 def _target(contract, period: str) -> float | None:
@@ -149,9 +168,10 @@ def _judged(contract, row: dict) -> dict:
     }
 
 
-def _definition(row, contract) -> dict:
+def _definition(row, contract, publication=None) -> dict:
     spec = contract.kpi
-    return {
+    published = {"publication_id": publication.id} if publication is not None else {}
+    return published | {
         "kpi_id": row.contract_id,
         "name": contract.name,
         "version": row.version,
@@ -171,6 +191,7 @@ def _viewed(uow, actor: Actor, tenant_id: str, kpi_id: str, version: str, view: 
     uow.record("kpi.viewed", actor_id=actor.user_id, tenant_id=tenant_id, **fields)
     uow.record("kpi.consumed", actor_id=actor.user_id, tenant_id=tenant_id, **fields)
     metrics.record(uow.conn, "kpi_view_count", 1, tenant_id, kpi_id=kpi_id)
+    _served(uow, tenant_id, kpi_id, True)
 
 
 def check_filters(contract, filters: dict[str, str]) -> dict[str, str]:
@@ -187,26 +208,26 @@ def _matches(row: dict, filters: dict[str, str]) -> bool:
 
 
 def list_kpis(keel, actor: Actor, tenant_id: str) -> list[dict]:
-    """The KPIs the caller may see, each with its newest period's value per dimension."""
+    """The published KPIs the caller may see, each with its newest period's value per dimension."""
     with keel.uow() as uow:
         keel.authorize(uow, actor, GET, Resource("kpi", "*", tenant=tenant_id))
         shown = []
-        for kpi_id in _kpi_ids(uow.conn, tenant_id):
+        for publication in publications.published(uow.conn, tenant_id):
             try:
-                row, contract = _contract(uow.conn, tenant_id, kpi_id)
+                row, contract, _ = _contract(uow.conn, tenant_id, publication.kpi_id, publication)
             except NotFound:
                 continue
             if not _visible(contract, actor):
                 continue
-            shown.append((row, contract))
+            shown.append((publication, row, contract))
         items = []
-        for row, contract in shown:
-            values = _rows(keel, tenant_id, row.contract_id)
+        for publication, row, contract in shown:
+            values = _rows(keel, tenant_id, row.contract_id, row.version)
             judged = [_judged(contract, r) for r in values or []]
             latest = max((j["period"] for j in judged), default=None)
             current = [j for j in judged if j["period"] == latest]
             items.append(
-                _definition(row, contract)
+                _definition(row, contract, publication)
                 | {
                     "built": values is not None,
                     "period": latest,
@@ -221,20 +242,17 @@ def list_kpis(keel, actor: Actor, tenant_id: str) -> list[dict]:
 
 def get_kpi(keel, actor: Actor, tenant_id: str, kpi_id: str, filters: dict[str, str] | None = None) -> dict:
     """One KPI: its definition, the current values and the history at its grain, judged."""
-    with keel.uow() as uow:
-        row, contract, visible = _open(keel, uow, actor, tenant_id, kpi_id)
+    row, contract, visible, publication = _open(keel, actor, tenant_id, kpi_id)
     if not visible:
         raise _hidden(keel, actor, tenant_id, kpi_id)
     chosen = check_filters(contract, filters or {})
-    values = _rows(keel, tenant_id, row.contract_id)
-    if values is None:
-        raise NotFound("built KPI", kpi_id)
+    values = _built(keel, tenant_id, row.contract_id, row.version)
     history = [j for j in (_judged(contract, r) for r in values) if _matches(j, chosen)]
     latest = max((j["period"] for j in history), default=None)
     with keel.uow() as uow:
         _viewed(uow, actor, tenant_id, row.contract_id, row.version, "detail")
         uow.commit()
-    return _definition(row, contract) | {
+    return _definition(row, contract, publication) | {
         "tenant_id": tenant_id,
         "filters": chosen,
         "period": latest,
@@ -288,21 +306,19 @@ def drill(keel, actor: Actor, tenant_id: str, kpi_id: str, period: str, filters:
         day = dt.date.fromisoformat(period)
     except ValueError:
         raise InvalidInput("period", "is a date, YYYY-MM-DD (the first day of the KPI's period)") from None
-    with keel.uow() as uow:
-        row, contract, visible = _open(keel, uow, actor, tenant_id, kpi_id)
-        if visible:
-            chosen = check_filters(contract, filters)
-            (_, kpi_plan, gdp_version), *_ = plan_for(uow.conn, kpi_id, row.version, tenant_id).kpis
-            key = _raw_key(uow.conn, contract, gdp_version, kpi_plan.table)
+    row, contract, visible, _ = _open(keel, actor, tenant_id, kpi_id)
     if not visible:
         raise _hidden(keel, actor, tenant_id, kpi_id)
-    if _rows(keel, tenant_id, kpi_id) is None:
-        raise NotFound("built KPI", kpi_id)
+    chosen = check_filters(contract, filters)
+    with keel.engine.connect() as conn:
+        (_, kpi_plan, gdp_version), *_ = plan_for(conn, kpi_id, row.version, tenant_id).kpis
+        key = _raw_key(conn, contract, gdp_version, kpi_plan.table)
+    values = _built(keel, tenant_id, kpi_id, row.version)
     engine = _engine(keel, tenant_id)
     value_row = next(
         (
             j
-            for j in (_judged(contract, r) for r in kpi_values(engine, kpi_id))
+            for j in (_judged(contract, r) for r in values)
             if j["period"] == day.isoformat() and _matches(j, chosen)
         ),
         None,
@@ -347,13 +363,11 @@ def export(keel, actor: Actor, tenant_id: str, kpi_id: str, fmt: str, filters: d
     fmt = (fmt or "csv").lower()
     if fmt not in FORMATS:
         raise InvalidInput("format", f"'{fmt}' is not a snapshot format; use one of {', '.join(FORMATS)}")
-    with keel.uow() as uow:
-        row, contract, visible = _open(keel, uow, actor, tenant_id, kpi_id, EXPORT)
+    row, contract, visible, _ = _open(keel, actor, tenant_id, kpi_id, EXPORT)
     if not visible:
         raise _hidden(keel, actor, tenant_id, kpi_id)
     chosen = check_filters(contract, filters)
-    if _rows(keel, tenant_id, kpi_id) is None:
-        raise NotFound("built KPI", kpi_id)
+    _built(keel, tenant_id, kpi_id, row.version)
     snapshot_id = new_id("KSN")
     folder = keel.dataplanes.directory(tenant_id) / "snapshots"
     folder.mkdir(parents=True, exist_ok=True)
@@ -363,7 +377,7 @@ def export(keel, actor: Actor, tenant_id: str, kpi_id: str, fmt: str, filters: d
         exp.EQ(this=exp.cast(exp.column(d, quoted=True), "VARCHAR"), expression=exp.Literal.string(v))
         for d, v in chosen.items()
     ]
-    query = exp.select(exp.Star()).from_(table("kpi", name))
+    query = exp.select(exp.Star()).from_(table("kpi", versioned(name, row.version)))
     if where:
         query = query.where(exp.and_(*where))
     query = query.order_by("period")
@@ -402,10 +416,9 @@ def export(keel, actor: Actor, tenant_id: str, kpi_id: str, fmt: str, filters: d
         fields = {"kpi_id": kpi_id, "receipt_id": receipt_id, "sha256": sha256, "format": fmt}
         uow.record("kpi.exported", actor_id=actor.user_id, tenant_id=tenant_id, **fields)
         metrics.record(uow.conn, "export_count", 1, tenant_id, kpi_id=kpi_id)
+        _served(uow, tenant_id, kpi_id, True)
         uow.commit()
-    with keel.engine.connect() as conn:
-        seq = _seq_of(conn, tenant_id, receipt_id)
-        proof = keel.ledger.inclusion_proof(conn, seq) if seq is not None else None
+    seq, proof = proof_of(keel, tenant_id, "kpi.exported", receipt_id)
     return {
         "snapshot_id": snapshot_id,
         "kpi_id": kpi_id,
@@ -418,19 +431,3 @@ def export(keel, actor: Actor, tenant_id: str, kpi_id: str, fmt: str, filters: d
         "ledger_seq": seq,
         "proof": proof,
     }
-
-
-def _seq_of(conn, tenant_id: str, receipt_id: str) -> int | None:
-    rows = conn.execute(
-        sa.select(ledger_entries.c.seq, ledger_entries.c.event_json)
-        .where(ledger_entries.c.event_type == "kpi.exported", ledger_entries.c.tenant_id == tenant_id)
-        .order_by(ledger_entries.c.seq.desc())
-        .limit(50)
-    )
-    for seq, data in rows:
-        if (
-            receipt_id in data
-            and json.loads(data).get("payload", {}).get("receipt_id", receipt_id) == receipt_id
-        ):
-            return seq
-    return None

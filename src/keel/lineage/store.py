@@ -32,9 +32,17 @@ GAP = "lineage_gap"
 
 
 def capture(
-    uow, tenant_id: str, run: RunResult, lineage: ol.Lineage | None, *, actor: Actor = SYSTEM
+    uow,
+    tenant_id: str,
+    run: RunResult,
+    lineage: ol.Lineage | None,
+    *,
+    actor: Actor = SYSTEM,
+    pipeline_run_id: str | None = None,
 ) -> list[str]:
-    """Store the run's events; returns the ids of the stored records (to ``send`` after commit)."""
+    """Store the run's events; returns the ids of the stored records (to ``send`` after commit).
+    ``pipeline_run_id`` names the run's ``pipeline_runs`` row in ``lineage.captured``: the evidence
+    the completeness check (``keel.evidence.completeness``) looks for."""
     lineage = lineage or {}
     columns = ol.lineage_columns(lineage)
     run_id = ol.new_run_id()
@@ -71,6 +79,7 @@ def capture(
         contract=run.contract,
         state="COMPLETE" if run.ok else "FAIL",
         columns=columns,
+        pipeline_run_id=pipeline_run_id,
     )
     metrics.outcome(uow.conn, "lineage_link_rate", columns > 0, tenant_id)
     if columns == 0:

@@ -43,6 +43,8 @@ RATES = {
     # -- issue 5: lineage
     "lineage_link_rate": "lineage_link_outcome",  # runs captured with column lineage
     # -- issue 5: kpis
+    "kpi_publish_success_rate": "kpi_publish_outcome",  # publish attempts that published (06)
+    "kpi_consumption_rate": "kpi_consumption_outcome",  # KPI reads served, of all asked for (06)
 }
 COUNTERS = (
     "rollback_count",
@@ -80,6 +82,7 @@ GAUGES = (
     "spend_to_budget_ratio",  # today's spend over the tightest enabled spend cap
     # -- issue 5: housekeeping
     # -- issue 5: lineage
+    "evidence_completeness_rate",  # a tenant's recent pipeline runs with their evidence in the ledger
     # -- issue 5: kpis
 )
 MEANS = ("mean_time_to_recover",)  # seconds, averaged over every recorded recovery

@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection
 from keel.authz.engine import Resource
 from keel.evidence import receipts
 from keel.identity.actor import Actor
-from keel.ingestion.raw import RawStore
+from keel.ingestion.raw import RawStore, table_name
 from keel.ingestion.runner import RetryPolicy, Window, sync_stream
 from keel.kernel.clock import as_utc, utcnow
 from keel.kernel.errors import Blocked, Conflict, InvalidInput, KeelError, NotFound
@@ -135,10 +135,12 @@ def execute(
     outcomes = []
     stopped: Exception | None = None
     watch = drift.watch_for(keel, actor, plan.tenant_id, plan.source_id, plan.source_key)
+    rules = _raw_rules(keel, plan.tenant_id)
     for stream, run_id in zip(plan.streams, plan.run_ids, strict=True):
         gate = watch.gate(stream, run_id) if watch is not None else None
+        mine = [r for r in rules if r.dataset == table_name(plan.source_key, stream)]
         try:
-            result = _sync(keel, plan, connector, config, stream, run_id, raw, retry, gate)
+            result = _sync(keel, plan, connector, config, stream, run_id, raw, retry, gate, mine)
         except Exception as exc:  # refused arguments (a window the stream cannot take), or a bug
             stopped = exc
             break
@@ -189,7 +191,17 @@ def _connector_broken(result) -> bool:
     return result.error is not None and (result.transient or result.failure in CONNECTOR_FAILURES)
 
 
-def _sync(keel, plan: Plan, connector, config: dict, stream: str, run_id: str, raw: RawStore, retry, gate):
+def _raw_rules(keel, tenant_id: str) -> list:
+    """The tenant's enabled Raw-layer data-quality rules (04), applied to each batch as it lands."""
+    from keel.quality.service import enabled_rules
+
+    with keel.uow() as uow:
+        return enabled_rules(uow.conn, tenant_id, layer="raw")
+
+
+def _sync(
+    keel, plan: Plan, connector, config: dict, stream: str, run_id: str, raw: RawStore, retry, gate, rules=()
+):
     return sync_stream(
         connector,
         config,
@@ -204,6 +216,7 @@ def _sync(keel, plan: Plan, connector, config: dict, stream: str, run_id: str, r
         retry=retry,
         sleep=keel.sleep,
         gate=gate,
+        rules=rules,
     )
 
 
@@ -261,6 +274,10 @@ def _finish(uow, actor: Actor, plan: Plan, stream: str, run_id: str, result, fin
         failure=result.failure,
         **({"quarantine_table": finding.table} if finding is not None and result.quarantined else {}),
     )
+    if result.rule_results or result.rule_blocked:  # Raw-layer data-quality rules (04)
+        from keel.quality.service import record_ingested
+
+        record_ingested(uow, actor, plan.tenant_id, f"raw.{table_name(plan.source_key, stream)}", result)
     if plan.window is not None:  # a guarded operator action: its receipt names who, what and the outcome
         now = utcnow()
         body = {

@@ -50,13 +50,22 @@ def constraint_checks(dataset: Dataset) -> tuple[Check, ...]:
     return tuple(checks)
 
 
-def _repeated_keys(source: exp.Table, check: Check, index: int) -> tuple[str, exp.Select]:
-    """The key values of ``check`` present more than once among rows where all are set."""
-    columns = [exp.column(c, quoted=True) for c in check.columns]
+def _repeated_keys(
+    source: exp.Table, check: Check, index: int, keys_from: exp.Table | None = None
+) -> tuple[str, exp.Select]:
+    """The key values of ``check`` present more than once among rows where all are set: in
+    ``source``, or (``keys_from``) in that table, looking only at the keys ``source`` holds."""
+    table = exp.to_identifier("a", quoted=True)
+    columns = [exp.column(c, table=table.copy(), quoted=True) for c in check.columns]
+    conditions = [exp.not_(c.copy().is_(exp.null())) for c in columns]
+    if keys_from is not None:
+        probe = exp.to_identifier("s", quoted=True)
+        same = exp.and_(*(c.copy().eq(exp.column(c.name, table=probe.copy(), quoted=True)) for c in columns))
+        conditions.append(exp.Exists(this=exp.select("1").from_(source.copy().as_(probe)).where(same)))
     repeated = (
         exp.select(*columns)
-        .from_(source.copy())
-        .where(exp.and_(*(exp.not_(c.copy().is_(exp.null())) for c in columns)))
+        .from_((keys_from or source).copy().as_(table.copy()))
+        .where(exp.and_(*conditions))
         .group_by(*(c.copy() for c in columns))
         .having(exp.GT(this=exp.Count(this=exp.Star()), expression=exp.Literal.number(1)))
     )
@@ -85,10 +94,18 @@ def _count(condition: exp.Expr) -> exp.Expr:
     return exp.Count(this=exp.Case(ifs=[exp.If(this=condition, true=exp.Literal.number(1))]))
 
 
-def quality_query(source: exp.Table, checks: Sequence[Check], error_flag: str | None = None) -> exp.Select:
+def quality_query(
+    source: exp.Table,
+    checks: Sequence[Check],
+    error_flag: str | None = None,
+    keys_from: exp.Table | None = None,
+) -> exp.Select:
     """One row: ``rows``, ``error_rows`` (rows whose ``error_flag`` column is true),
-    ``failing_rows`` (rows breaking any check) and ``c<i>``, the rows breaking check i."""
-    keys = [_repeated_keys(source, c, i) for i, c in enumerate(checks) if c.kind != "not_null"]
+    ``failing_rows`` (rows breaking any check) and ``c<i>``, the rows breaking check i.
+
+    ``keys_from``: the table ``source``'s rows were added to (an incremental run), where a key
+    of ``source`` counts as repeated if it repeats there."""
+    keys = [_repeated_keys(source, c, i, keys_from) for i, c in enumerate(checks) if c.kind != "not_null"]
     flags = [exp.alias_(_violation(c, i), f"c{i}", quoted=True) for i, c in enumerate(checks)]
     error = exp.column(error_flag, quoted=True) if error_flag else exp.false()
     scanned = source.copy().as_("t", quoted=True)

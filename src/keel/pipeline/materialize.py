@@ -21,6 +21,7 @@ from keel.contracts.mapping import MappingPlan
 from keel.contracts.model import Contract, Dataset, Layer
 from keel.kernel.clock import utcnow
 from keel.kernel.errors import Conflict, InvalidInput, NotFound
+from keel.pipeline import increments
 from keel.pipeline.activation import activate, active, previous, rollback
 from keel.pipeline.builds import build_of, builds, record
 from keel.pipeline.checks import constraint_checks, counts, quality_query
@@ -101,20 +102,55 @@ def materialize_gdp(
         else:
             engine.execute(sql(drop_table(quarantine)))
         (row,) = engine.dicts(sql(quality_query(target, checks, TYPE_ERROR)))
+        # The Raw batches this build holds, read in its snapshot: what a later refresh adds to.
+        increments.record(
+            engine, name, canonical_version(contract.version), increments.rules_fingerprint(rules),
+            increments.raw_batches(engine, plan.tables),
+        )  # fmt: skip
         return counts(row, checks)
 
-    result = _run(engine, contract, "gdp", name, target.name, plan.tables, build)
+    result = _run(engine, contract, "gdp", name, target.name, plan.tables, build, dict(plan.lineage))
     return dataclasses.replace(result, rule_results=outcome) if outcome else result
 
 
 def _apply_rules(
     engine, target, quarantine, rules, outcome, counts_query, failures, kept, quarantined
 ) -> None:
-    """Count every rule's failures in one scan; move rows failing a quarantine rule aside."""
+    """Count every rule's failures in one scan; move rows failing a quarantine rule aside.
+
+    Row-level rules count failing rows; table-level ones (freshness, row_count, volume_change)
+    fail (1) or pass (0) the table, judged on the rows the build publishes, ``volume_change``
+    against what the previous successful build of the table published (the build catalog)."""
+    from keel.quality.compile import observations
+    from keel.quality.errors import missing_reference
+
     sql = partial(render, dialect=engine.dialect)
-    (row,) = engine.dicts(sql(counts_query(target, rules)))
+    for rule in rules:  # a referenced table or field that is not there: say so, not a SQL error
+        if rule.check == "referential_integrity":
+            ref, key = rule.params["dataset"], rule.params["field"]
+            if not engine.table_exists("gdp", ref):
+                raise missing_reference(rule, f"gdp.{ref} has no active build")
+            if key not in {c for c, _ in engine.columns("gdp", ref)}:
+                raise missing_reference(rule, f"gdp.{ref} has no field {key}")
+    previous_rows = None
+    if any(r.check == "volume_change" for r in rules):
+        earlier = builds(engine, "gdp", target.name.rpartition("__v")[0])
+        previous_rows = int(earlier[-1]["rows"]) if earlier else None
+    (row,) = engine.dicts(sql(counts_query(target, rules, previous_rows=previous_rows)))
     checked, failed = failures(row, rules)
+    observed = observations(row, rules)
     for rule in rules:
+        if rule.table_level:
+            outcome[rule.rule_id] = {
+                "version": rule.version,
+                "on_fail": rule.on_fail,
+                "level": "table",
+                "checked": 1,
+                "failed": failed[rule.rule_id],
+                "passed": 1 - failed[rule.rule_id],
+                "observed": observed[rule.rule_id],
+            } | ({"previous_rows": previous_rows} if rule.check == "volume_change" else {})
+            continue
         outcome[rule.rule_id] = {
             "version": rule.version,
             "on_fail": rule.on_fail,
@@ -163,7 +199,12 @@ def materialize_kpi(engine: Engine, contract: Contract, plan: KpiPlan, gdp_table
         (row,) = engine.rows(sql(count_rows(target)))
         return int(row[0]), 0, 0, {}
 
-    return _run(engine, contract, "kpi", name, target.name, inputs, build)
+    return _run(engine, contract, "kpi", name, target.name, inputs, build, kpi_lineage(plan))
+
+
+def kpi_lineage(plan: KpiPlan) -> dict[str, tuple[tuple[str, str], ...]]:
+    """A KPI's one output, ``value``, and the GDP columns it is computed from."""
+    return {"value": tuple(plan.lineage)} if plan.lineage else {}
 
 
 def kpi_values(engine: Engine, kpi_id: str, version: str | None = None) -> list[dict]:
@@ -193,6 +234,7 @@ def _run(
     built: str,
     inputs: tuple[str, ...],
     build: Callable[[], Counts],
+    lineage: dict | None = None,
 ) -> RunResult:
     """Run ``build`` and record it in one transaction, timed; an engine error becomes
     ``MaterializationFailed`` (other errors, such as ``NotFound``, pass as they are)."""
@@ -205,6 +247,7 @@ def _run(
         "contract": contract.key,
         "inputs": tuple(inputs),
         "started_at": started,
+        "lineage": lineage or {},
     }
     try:
         with engine.transaction():

@@ -16,7 +16,8 @@ class RunResult:
     break at least one of the dataset's NOT NULL, unique or primary-key
     constraints, with the count per constraint in ``dq_checks``; ``rule_results`` counts
     the data-quality rules (04) it applied. A run that did
-    not commit has ``error`` set and counts nothing.
+    not commit has ``error`` set and counts nothing. An incremental run's counts cover
+    what it added (see ``mode``).
     """
 
     layer: str  # "gdp" or "kpi"
@@ -35,6 +36,15 @@ class RunResult:
     error: str | None = None
     # data-quality rules (04): rule id -> version, on_fail, checked, failed, passed
     rule_results: Mapping[str, Mapping] = field(default_factory=dict, hash=False)
+    # "full": the table was computed from all its inputs; "incremental": rows were added
+    # (GDP) or the affected periods recomputed (KPI), and ``delta_rows`` counts those; the
+    # counts above then cover the added rows only, except ``rows`` (the whole table).
+    mode: str = "full"
+    delta_rows: int | None = None
+    batches: tuple[str, ...] = ()  # the Raw batches an incremental run folded in
+    note: str | None = None  # why a refresh ran in full, or what it found
+    # column lineage of what the run wrote: output column -> the (table, column) pairs it comes from
+    lineage: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict, hash=False)
 
     @property
     def ok(self) -> bool:

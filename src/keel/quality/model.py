@@ -13,7 +13,12 @@ from sqlglot.errors import ParseError
 
 from keel.kernel.errors import InvalidInput
 
-CHECKS = ("not_null", "unique", "accepted_values", "range", "regex", "custom_sql")
+ROW_CHECKS = (
+    "not_null", "unique", "accepted_values", "range", "regex", "custom_sql", "referential_integrity",
+)  # fmt: skip
+# Judged on the whole table, not per row: they fail or pass the table, so cannot quarantine rows.
+TABLE_CHECKS = ("freshness", "row_count", "volume_change")
+CHECKS = ROW_CHECKS + TABLE_CHECKS
 ON_FAIL = ("block", "quarantine", "alert")
 LAYERS = ("raw", "gdp")
 _RULE_ID = re.compile(r"^[A-Z0-9][A-Z0-9-]{2,79}$")
@@ -38,6 +43,11 @@ class Rule:
     @property
     def key(self) -> str:
         return f"{self.rule_id}@{self.version}"
+
+    @property
+    def table_level(self) -> bool:
+        """True for checks judged on the table as a whole (freshness, row_count, volume_change)."""
+        return self.check in TABLE_CHECKS
 
 
 def validate(
@@ -69,6 +79,11 @@ def validate(
         raise InvalidInput("check", f"unknown check '{check}'; one of {', '.join(CHECKS)}")
     if on_fail not in ON_FAIL:
         raise InvalidInput("on_fail", f"must be one of {', '.join(ON_FAIL)}")
+    if check in TABLE_CHECKS and on_fail == "quarantine":
+        raise InvalidInput(
+            "on_fail",
+            f"{check} is judged on the whole table and cannot quarantine rows; use block or alert",
+        )
     return Rule(
         rule_id=rule_id,
         layer=layer,
@@ -114,6 +129,40 @@ def _params(check: str, params: dict[str, Any]) -> dict[str, Any]:
         except re.error as exc:
             raise InvalidInput("params.pattern", f"not a valid regular expression: {exc}") from None
         return {"pattern": pattern}
+    if check == "referential_integrity":
+        for name in ("dataset", "field"):
+            value = params.get(name)
+            if not isinstance(value, str) or not _NAME.match(value):
+                raise InvalidInput(
+                    f"params.{name}",
+                    "referential_integrity names the referenced GDP dataset and field "
+                    "(lower-case letters, digits and underscores)",
+                )
+        if set(params) - {"dataset", "field"}:
+            raise InvalidInput("params", "referential_integrity takes only dataset and field")
+        return {"dataset": params["dataset"], "field": params["field"]}
+    if check == "freshness":
+        hours = params.get("max_age_hours")
+        if not _number(hours) or not 0 < hours <= 87_600:
+            raise InvalidInput(
+                "params.max_age_hours", "freshness needs max_age_hours, above 0, at most 87600"
+            )
+        return {"max_age_hours": hours}
+    if check == "row_count":
+        low, high = params.get("min"), params.get("max")
+        if low is None and high is None:
+            raise InvalidInput("params", "row_count needs min, max or both")
+        for name, value in (("min", low), ("max", high)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise InvalidInput(f"params.{name}", "must be a whole number of rows, 0 or more")
+        if low is not None and high is not None and low > high:
+            raise InvalidInput("params", f"row_count min {low} is above max {high}")
+        return {"min": low, "max": high}
+    if check == "volume_change":
+        percent = params.get("max_percent")
+        if not _number(percent) or percent <= 0:
+            raise InvalidInput("params.max_percent", "volume_change needs max_percent, a number above 0")
+        return {"max_percent": percent}
     predicate = params.get("predicate")
     if not isinstance(predicate, str) or not predicate.strip() or len(predicate) > 2000:
         raise InvalidInput(
@@ -121,6 +170,10 @@ def _params(check: str, params: dict[str, Any]) -> dict[str, Any]:
         )
     parse_predicate(predicate)
     return {"predicate": predicate.strip()}
+
+
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 _FORBIDDEN = (exp.Query, exp.Subquery, exp.Create, exp.Drop, exp.Insert, exp.Update, exp.Delete, exp.Command)

@@ -24,14 +24,19 @@ from keel.authz.engine import Resource
 from keel.identity.actor import Actor
 from keel.kernel.clock import as_utc, utcnow
 from keel.kernel.errors import Conflict, InvalidInput, NotFound
+from keel.kernel.ids import new_id
 from keel.observability import metrics
 from keel.observability.incidents import open_incident
 from keel.quality.compile import QID_COLUMN, REASON_COLUMN, ROWS, RULE_COLUMN, still_failing
 from keel.quality.model import Rule, of_row, parse_predicate, validate
-from keel.store.tables import dq_rules
+from keel.store.tables import dq_reviews, dq_rules
 
 log = logging.getLogger(__name__)
 READ, DEFINE, ENABLE, RELEASE = "rule:Read", "rule:Define", "rule:Enable", "quarantine:Release"
+# Over-blocking: when more than this share of a rule's reviewed quarantined rows (at least
+# OVER_BLOCKING_MIN_ROWS of them) were released as false positives, the rule goes to review.
+OVER_BLOCKING_RATE, OVER_BLOCKING_MIN_ROWS = 0.2, 5
+OVER_BLOCKING, COVERAGE_GAP = "dq_over_blocking", "dq_coverage_gap"  # review ticket kinds
 _KEEL_COLUMNS = (RULE_COLUMN, REASON_COLUMN, QID_COLUMN)
 
 
@@ -177,10 +182,19 @@ def enabled_rules(conn, tenant_id: str, layer: str = "gdp") -> list[Rule]:
 
 
 def conflict(a: Rule, b: Rule) -> str | None:
-    """Why ``a`` and ``b`` (same dataset field) cannot both hold, or None."""
-    if (a.dataset, a.field) != (b.dataset, b.field):
+    """Why ``a`` and ``b`` (same dataset; same field unless both are table-level) cannot both
+    hold, or None."""
+    if a.dataset != b.dataset:
         return None
     kinds = {a.check, b.check}
+    if kinds == {"row_count"}:  # table-level: the field does not matter
+        low = max((r.params.get("min") for r in (a, b) if r.params.get("min") is not None), default=None)
+        high = min((r.params.get("max") for r in (a, b) if r.params.get("max") is not None), default=None)
+        if low is not None and high is not None and low > high:
+            return f"no row count is both at least {low} and at most {high}"
+        return None
+    if a.field != b.field:
+        return None
     if kinds == {"accepted_values"}:
         if not set(map(str, a.params["values"])) & set(map(str, b.params["values"])):
             return "their accepted values do not intersect"
@@ -217,9 +231,10 @@ def _enabled_on(conn, rule: Rule) -> list[Rule]:
         dq_rules.c.enabled.is_(True),
         dq_rules.c.layer == rule.layer,
         dq_rules.c.dataset == rule.dataset,
-        dq_rules.c.field == rule.field,
         dq_rules.c.rule_id != rule.rule_id,
     )
+    if not rule.table_level:  # a table-level rule meets the dataset's table-level rules on any field
+        query = query.where(dq_rules.c.field == rule.field)
     if rule.tenant_id is not None:  # a tenant's rule meets global ones and its own
         query = query.where(sa.or_(dq_rules.c.tenant_id.is_(None), dq_rules.c.tenant_id == rule.tenant_id))
     return [of_row(r) for r in conn.execute(query.order_by(dq_rules.c.rule_id))]
@@ -259,9 +274,52 @@ def view(row) -> dict:
 def record_outcomes(uow, actor: Actor, tenant_id: str, runs: Iterable, *, blocked: str | None = None) -> None:
     """``rule.applied`` per rule and run, the pass/block rates, and for failing quarantine or alert
     rules one incident (with ``alert.fired``) per table."""
+    runs = list(runs)
     for run in runs:
         results = getattr(run, "rule_results", None) or {}
         _record(uow, actor, tenant_id, run.table, results, blocked=blocked)
+    coverage_gaps(uow, actor, tenant_id, runs)
+
+
+def coverage_gaps(uow, actor: Actor, tenant_id: str, runs: Iterable) -> list[str]:
+    """Story 04 "gap → ticket": for each GDP table built, the fields its contract marks required
+    that no enabled rule of the tenant checks open (or keep) a ``dq_coverage_gap`` review ticket;
+    the ids of the tickets opened."""
+    from keel.contracts import records
+    from keel.contracts.tickets import open_ticket
+    from keel.pipeline.naming import safe_name
+
+    gdp = [r for r in runs if r.layer == "gdp" and not r.error]
+    if not gdp:
+        return []
+    rules = enabled_rules(uow.conn, tenant_id)
+    opened = []
+    for run in gdp:
+        contract_id, _, version = run.contract.partition("@")
+        try:
+            contract = records.contract_of(records.load(uow.conn, contract_id, version))
+        except NotFound:  # not a registry contract (a build driven from a file): nothing to compare
+            continue
+        dataset = next((d for d in contract.datasets if safe_name(d.name, "dataset") == run.name), None)
+        if dataset is None:
+            continue
+        covered = {r.field for r in rules if r.dataset == run.name and not r.table_level}
+        missing = sorted(f.name for f in dataset.fields if f.required and f.name not in covered)
+        if not missing:
+            continue
+        ticket_id, new = open_ticket(
+            uow,
+            actor,
+            kind=COVERAGE_GAP,
+            subject=f"gdp.{run.name}",
+            tenant_id=tenant_id,
+            details={"contract": run.contract, "dataset": run.name, "fields_without_rules": missing},
+            same_findings=True,
+        )
+        if new:
+            log.warning("required fields of gdp.%s have no data-quality rule: %s", run.name, missing)
+            opened.append(ticket_id)
+    return opened
 
 
 def _record(uow, actor, tenant_id, table: str, results: Mapping, *, blocked: str | None = None) -> None:
@@ -281,6 +339,7 @@ def _record(uow, actor, tenant_id, table: str, results: Mapping, *, blocked: str
             passed=result["passed"],
             failed=failed,
             blocked=stopped,
+            **{k: result[k] for k in ("level", "observed", "previous_rows") if k in result},
         )
         metrics.outcome(uow.conn, "rule_pass_rate", failed == 0, tenant_id)
         metrics.outcome(uow.conn, "rule_block_rate", stopped, tenant_id)
@@ -307,6 +366,15 @@ def _record(uow, actor, tenant_id, table: str, results: Mapping, *, blocked: str
             + (" (build blocked)" if blocked else ""),
             details={"table": table, "rules": {k: dict(v) for k, v in rules.items()}},
         )
+
+
+def record_ingested(uow, actor: Actor, tenant_id: str, table: str, result) -> None:
+    """``rule.applied`` and the rest for a Raw ingestion run's rules (``SyncResult``): the batch a
+    ``block`` rule stopped is recorded as blocked, the batches before it as applied."""
+    if result.rule_results:
+        _record(uow, actor, tenant_id, table, result.rule_results)
+    if result.rule_blocked:
+        _record(uow, actor, tenant_id, table, result.rule_blocked, blocked=table)
 
 
 def record_blocked(keel, actor: Actor, tenant_id: str, error) -> None:
@@ -418,6 +486,15 @@ def release(
                     )
                 )
             )
+        rule_col = exp.column(RULE_COLUMN, quoted=True)
+        by_rule = engine.rows(
+            sql(
+                exp.select(rule_col, exp.Count(this=exp.Star()))
+                .from_(quarantine)
+                .where(chosen.copy())
+                .group_by(rule_col.copy())
+            )
+        )
         if not false_positive:
             (left,) = engine.dicts(sql(still_failing(quarantine, rules, chosen.copy())))
             if left[ROWS]:
@@ -434,6 +511,7 @@ def release(
     with keel.uow() as uow:
         for _ in ids:
             metrics.outcome(uow.conn, "false_positive_rate", false_positive, tenant_id)
+        reviews = _review(uow, actor, tenant_id, dataset, dict(by_rule), false_positive)
         uow.record(
             "quarantine.released",
             actor_id=actor.user_id,
@@ -451,4 +529,58 @@ def release(
         "released": len(ids),
         "fixed": len(fixes),
         "false_positive": false_positive,
+        "review_tickets": reviews,
     }
+
+
+def _review(
+    uow, actor: Actor, tenant_id: str, dataset: str, by_rule: Mapping[str, int], false_positive: bool
+):
+    """Record the release per quarantining rule; a rule whose reviewed rows are too often false
+    positives (story 04 "over-blocking → review") gets a ``dq_over_blocking`` review ticket."""
+    from keel.contracts.tickets import open_ticket
+
+    opened = []
+    for rule_id, rows in sorted(by_rule.items()):
+        uow.conn.execute(
+            dq_reviews.insert().values(
+                id=new_id("DQR"),
+                tenant_id=tenant_id,
+                rule_id=rule_id,
+                dataset=dataset,
+                rows=int(rows),
+                false_positive=false_positive,
+                released_by=actor.user_id,
+                released_at=utcnow(),
+            )
+        )
+        reviewed, wrong = uow.conn.execute(
+            sa.select(
+                sa.func.coalesce(sa.func.sum(dq_reviews.c.rows), 0),
+                sa.func.coalesce(
+                    sa.func.sum(sa.case((dq_reviews.c.false_positive.is_(True), dq_reviews.c.rows), else_=0)),
+                    0,
+                ),
+            ).where(dq_reviews.c.tenant_id == tenant_id, dq_reviews.c.rule_id == rule_id)
+        ).one()
+        rate = int(wrong) / int(reviewed) if reviewed else 0.0
+        if int(reviewed) >= OVER_BLOCKING_MIN_ROWS and rate > OVER_BLOCKING_RATE:
+            ticket_id, new = open_ticket(
+                uow,
+                actor,
+                kind=OVER_BLOCKING,
+                subject=f"dq_rule:{rule_id}",
+                tenant_id=tenant_id,
+                details={
+                    "rule_id": rule_id,
+                    "dataset": dataset,
+                    "reviewed_rows": int(reviewed),
+                    "false_positive_rows": int(wrong),
+                    "false_positive_rate": round(rate, 4),
+                    "threshold": OVER_BLOCKING_RATE,
+                },
+            )
+            if new:
+                log.warning("data-quality rule %s over-blocks: %.0f%% false positives", rule_id, rate * 100)
+            opened.append(ticket_id)
+    return opened

@@ -631,6 +631,12 @@ pipeline_runs = Table(
     Column("error", Text),
     Column("purpose", String(20), nullable=False),  # build, dry_run, rollout, baseline
     Column("run_by", String(40), nullable=False),
+    # 0007a: "full" or "incremental" (None: before 0007a, full); rows the run added or recomputed;
+    # the Raw batches it folded in; why a refresh ran in full.
+    Column("mode", String(12)),
+    Column("delta_rows", BigInteger),
+    Column("batches", JSON),
+    Column("note", Text),
     _ts("started_at", False),
     _ts("finished_at", False),
     Index("ix_pipeline_runs_tenant_name", "tenant_id", "layer", "name", "version"),
@@ -650,7 +656,7 @@ dq_rules = Table(
     Column("layer", String(8), nullable=False),
     Column("dataset", String(80), nullable=False),
     Column("field", String(80), nullable=False),
-    Column("check", String(20), nullable=False),
+    Column("check", String(40), nullable=False),
     Column("params", JSON, nullable=False),
     Column("on_fail", String(12), nullable=False),
     Column("enabled", Boolean, nullable=False),
@@ -659,6 +665,22 @@ dq_rules = Table(
     Column("enabled_by", String(40)),
     _ts("created_at", False),
     _ts("enabled_at"),
+)
+
+# Quarantine reviews (04): each release of quarantined rows, per rule that quarantined them;
+# false positives among them feed false_positive_rate and the over-blocking review ticket.
+dq_reviews = Table(
+    "dq_reviews",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(40), nullable=False),
+    Column("rule_id", String(80), nullable=False),
+    Column("dataset", String(80), nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("false_positive", Boolean, nullable=False),
+    Column("released_by", String(40), nullable=False),
+    _ts("released_at", False),
+    Index("ix_dq_reviews_tenant_rule", "tenant_id", "rule_id"),
 )
 
 # == issue 5: guardrails tables ==
@@ -697,6 +719,95 @@ guardrail_usage = Table(
 )
 
 # == issue 5: housekeeping tables ==
+# Retention policies (05b): every version of every policy; ``current`` marks the newest. A version
+# is in effect once a Compliance Officer other than its author approved it (``approved_by``); the
+# newest approved version is the one applied.
+retention_policies = Table(
+    "retention_policies",
+    metadata,
+    Column("policy_id", String(64), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("scope", String(8), nullable=False),  # gdp, raw
+    Column("table_name", String(80), nullable=False),
+    Column("time_column", String(80), nullable=False),
+    Column("retention_months", Integer, nullable=False),
+    Column("action_on_expiry", String(20), nullable=False),  # tier_to_cold, delete
+    Column("description", Text, nullable=False),
+    Column("current", Boolean, nullable=False),
+    Column("defined_by", String(40), nullable=False),
+    Column("approved_by", String(40)),
+    _ts("created_at", False),
+    _ts("approved_at"),
+)
+
+# Which tenants a policy applies to: tenant_id "*" is every tenant.
+retention_assignments = Table(
+    "retention_assignments",
+    metadata,
+    Column("policy_id", String(64), primary_key=True),
+    Column("tenant_id", String(40), primary_key=True),
+    Column("assigned_by", String(40), nullable=False),
+    _ts("assigned_at", False),
+)
+
+# Legal holds (05b step 4): placed and released by a Security Admin, on a tenant, optionally
+# narrowed to a layer and a table; while not released, no housekeeping job touches what it covers.
+legal_holds = Table(
+    "legal_holds",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(40), nullable=False, index=True),
+    Column("layer", String(8)),
+    Column("table_name", String(80)),
+    Column("reason", Text, nullable=False),
+    Column("placed_by", String(40), nullable=False),
+    _ts("placed_at", False),
+    Column("released_by", String(40)),
+    _ts("released_at"),
+    Column("release_reason", Text),
+)
+
+# Every housekeeping job on a tenant's table: retention (tier or delete), compaction, vacuum.
+housekeeping_runs = Table(
+    "housekeeping_runs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(40), nullable=False, index=True),
+    Column("kind", String(12), nullable=False),  # retention, compaction
+    Column("policy_id", String(64)),
+    Column("policy_version", Integer),
+    Column("layer", String(8), nullable=False),
+    Column("table_name", String(80), nullable=False),
+    Column("status", String(10), nullable=False),  # SUCCEEDED, FAILED, BLOCKED, SKIPPED
+    Column("reason", Text, nullable=False),
+    Column("rows_tiered", BigInteger, nullable=False),
+    Column("rows_deleted", BigInteger, nullable=False),
+    Column("files", JSON, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("trigger", String(12), nullable=False),  # manual, scheduler
+    Column("run_by", String(40), nullable=False),
+    _ts("started_at", False),
+    _ts("finished_at", False),
+)
+
+# The scheduler's periodic jobs (``keel.scheduling``): one row per registered job name, with the
+# interval in force and when it last ran; ``next_due_at`` is claimed by compare-and-set, so a job
+# runs once per due time however many processes tick.
+scheduler_jobs = Table(
+    "scheduler_jobs",
+    metadata,
+    Column("name", String(80), primary_key=True),
+    Column("every_seconds", Integer, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    _ts("next_due_at", False),
+    _ts("last_run_at"),
+    Column("last_status", String(10)),  # SUCCEEDED, FAILED
+    Column("last_error", Text),
+    Column("last_attempts", Integer),
+    Column("runs", Integer, nullable=False),
+    Column("updated_by", String(40)),
+    _ts("updated_at", False),
+)
 
 # == issue 5: lineage tables ==
 # OpenLineage run events (05): one row per START/COMPLETE/FAIL event of a pipeline run; ``event`` is
@@ -722,3 +833,29 @@ lineage_events = Table(
 )
 
 # == issue 5: kpis tables ==
+# KPI publications (06): every publication of a KPI contract version to a tenant's people, with the
+# evidence it was checked against (the pipeline run, its lineage records, the data-quality outcome).
+# ``number`` counts a KPI's publications per tenant; at most one row per tenant and KPI is PUBLISHED.
+kpi_publications = Table(
+    "kpi_publications",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(40), nullable=False),
+    Column("kpi_id", String(200), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("version", String(40), nullable=False),
+    Column("status", String(20), nullable=False),  # PUBLISHED, SUPERSEDED, UNPUBLISHED, ROLLED_BACK
+    Column("pipeline_run_id", String(40), nullable=False),  # the validated build in pipeline_runs
+    Column("build_table", String(200), nullable=False),
+    Column("lineage_record_ids", JSON, nullable=False),  # its START/COMPLETE rows in lineage_events
+    Column("dq_outcome", JSON, nullable=False),  # the GDP builds it read and their rule outcomes
+    Column("previous_id", String(40)),  # the publication this one replaced (a rollback returns to it)
+    Column("rolled_back_from", String(40)),  # set on a publication made by rolling another back
+    Column("receipt_id", String(40), nullable=False),
+    Column("published_by", String(40), nullable=False),
+    _ts("published_at", False),
+    Column("ended_by", String(40)),
+    Column("ended_receipt_id", String(40)),
+    _ts("ended_at"),
+    UniqueConstraint("tenant_id", "kpi_id", "number", name="uq_kpi_publications_tenant_kpi_number"),
+)

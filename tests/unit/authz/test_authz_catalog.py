@@ -34,6 +34,7 @@ def test_change_actions_carry_a_kind_and_known_phases():
         "workflow:Draft": ("workflow", "draft"),
         "workflow:Approve": ("workflow", "approve"),
         "workflow:Publish": ("workflow", "deploy"),
+        "housekeeping:ApprovePolicy": (None, "approve"),  # a CO approves a PA's retention policy (05b)
     }
 
 

@@ -107,5 +107,5 @@ def test_the_quality_query_reads_the_table_once_plus_once_per_key_and_renders_fo
     spark = render(query, "spark")
 
     assert spark.count("FROM `gdp`.`order_line__v1_0_0`") == 3  # the flags, unique:ean, the key
-    assert "GROUP BY `order_id`, `line` HAVING COUNT(*) > 1" in spark
+    assert "GROUP BY `a`.`order_id`, `a`.`line` HAVING COUNT(*) > 1" in spark
     assert " OVER " not in spark  # no window: it would partition every row

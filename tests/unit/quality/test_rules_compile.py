@@ -52,12 +52,25 @@ def test_every_rule_of_a_table_is_counted_in_one_query(con):
     ]
     sql = render(dq.counts_query(SOURCE, rules), "duckdb")
 
-    assert sql.count("FROM") == 2  # one scan: the flags subquery and the counts over it
-    row = dict(zip(["rows", *(f"r{i}" for i in range(len(rules)))], con.execute(sql).fetchone(), strict=True))
+    # one scan of the table for the flags (and the counts over them), plus one GROUP BY over
+    # invoice_id for the unique rule, which is only counted
+    assert sql.count('FROM "gdp"."invoice"') == 2 and sql.count("GROUP BY") == 1
+    assert "OVER" not in sql
+    cursor = con.execute(sql)
+    row = dict(zip([d[0] for d in cursor.description], cursor.fetchone(), strict=True))
     checked, failed = dq.failures(row, rules)
     assert checked == 4
     # NULLs pass every check but not_null (as SQL CHECK constraints do)
     assert failed == {"R-NN": 1, "R-UQ": 2, "R-AV": 1, "R-RG": 1, "R-RX": 1, "R-SQL": 0}
+
+
+def test_a_quarantining_unique_rule_is_a_row_flag_in_the_same_scan(con):
+    rules = [rule("R-UQ", "invoice_id", "unique", "quarantine"), rule("R-NN", "amount_net", "not_null")]
+    sql = render(dq.counts_query(SOURCE, rules), "duckdb")
+    assert sql.count('FROM "gdp"."invoice"') == 1 and "OVER" in sql
+    cursor = con.execute(sql)
+    row = dict(zip([d[0] for d in cursor.description], cursor.fetchone(), strict=True))
+    assert dq.failures(row, rules) == (4, {"R-UQ": 2, "R-NN": 1}) and row["kept_rows"] == 2
 
 
 def test_quarantine_rules_split_the_table_into_kept_and_quarantined_rows(con):

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from fastapi import APIRouter, Depends, Path, Query
 
 from keel.api.deps import Page, current_actor, get_keel
-from keel.evidence import service
+from keel.evidence import completeness, service
 
 # Sequence numbers and sizes fit a signed 64-bit column; larger ones are refused as bad input.
 MAX_SEQ = 2**62
@@ -91,3 +91,14 @@ def list_receipts(
         keel, actor, kind=kind, subject_id=subject_id, after=page.after, limit=page.limit + 1
     )
     return page.render(items, "receipt_id")
+
+
+@router.post("/completeness-checks")
+def completeness_check(
+    tenant_id: str | None = Query(None, max_length=40, description="One tenant (providers); default all."),
+    actor=Depends(current_actor),
+    keel=Depends(get_keel),
+):
+    """Check that every pipeline run of the last day has its evidence in the ledger; each run
+    without opens an ``evidence_gap`` incident (once). Answers the rate and the gaps per tenant."""
+    return completeness.check_now(keel, actor, tenant_id=tenant_id)

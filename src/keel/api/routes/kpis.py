@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from keel.api.deps import current_actor, get_keel
-from keel.kpis import service
+from keel.api.deps import Page, current_actor, get_keel
+from keel.api.idempotency import idempotent
+from keel.api.models import Body
+from keel.kernel.errors import InvalidInput
+from keel.kpis import publishing, service
 
 router = APIRouter(tags=["kpis"])
 KPIS = "/tenants/{tenant_id}/kpis"
@@ -18,6 +23,12 @@ class SnapshotRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     format: str = Field("csv", max_length=10, description="csv or parquet.")
     filters: dict[str, str] = Field(default_factory=dict, description="Dimension values to keep.")
+
+
+class PublicationRequest(Body):
+    version: Annotated[str, Field(min_length=1, max_length=40)] | None = Field(
+        None, description="The KPI contract version to publish; default: the version the tenant runs."
+    )
 
 
 def _filters(request: Request) -> dict[str, str]:
@@ -57,3 +68,48 @@ def snapshot(
 ):
     """Export the KPI's rows (CSV or Parquet) into the tenant's data plane, with a signed receipt."""
     return service.export(keel, actor, tenant_id, kpi_id, body.format, body.filters)
+
+
+# --- publication (06) ---------------------------------------------------------------------------
+
+
+@router.post(KPI + "/publication", status_code=201)
+async def publish(
+    tenant_id: str,
+    kpi_id: str,
+    request: Request,
+    body: PublicationRequest,
+    actor=Depends(current_actor),
+    keel=Depends(get_keel),
+):
+    """Publish a KPI contract version to the tenant's people (PA, dual-signed); 409 naming the
+    missing evidence when its build, lineage or data-quality outcome is not there."""
+    return await idempotent(
+        request, actor, lambda: publishing.publish(keel, actor, tenant_id, kpi_id, body.version)
+    )
+
+
+@router.delete(KPI + "/publication")
+def unpublish(tenant_id: str, kpi_id: str, actor=Depends(current_actor), keel=Depends(get_keel)):
+    """Withdraw the KPI's publication: invisible to the tenant's people again."""
+    return publishing.unpublish(keel, actor, tenant_id, kpi_id)
+
+
+@router.post(KPI + "/publication/rollback")
+def rollback(tenant_id: str, kpi_id: str, actor=Depends(current_actor), keel=Depends(get_keel)):
+    """Return to the publication the current one replaced (its version, definition and build)."""
+    return publishing.rollback(keel, actor, tenant_id, kpi_id)
+
+
+@router.get(KPI + "/publications")
+def publications(
+    tenant_id: str, kpi_id: str, page: Page = Depends(), actor=Depends(current_actor), keel=Depends(get_keel)
+):
+    """The KPI's publications in the tenant, newest first, with their evidence references."""
+    before = None
+    if page.after is not None:
+        if not page.after.isdigit():
+            raise InvalidInput("cursor", "is not a cursor this API issued; pass next_cursor unchanged")
+        before = int(page.after)
+    items = publishing.list_publications(keel, actor, tenant_id, kpi_id, before=before, limit=page.limit + 1)
+    return page.render(items, "number")

@@ -24,9 +24,15 @@ class RuleSpec(BaseModel):
     dataset: str = Field(max_length=80, examples=["invoice"])
     field: str = Field(max_length=80, examples=["amount_net"])
     check: str = Field(
-        max_length=20, description="not_null, unique, accepted_values, range, regex, custom_sql"
+        max_length=40,
+        description="not_null, unique, accepted_values, range, regex, custom_sql, referential_integrity; "
+        "table-level (block or alert only): freshness, row_count, volume_change",
     )
-    params: dict[str, Any] = Field(default_factory=dict, description="values; min, max; pattern; predicate")
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="values; min, max; pattern; predicate; dataset, field (referential_integrity); "
+        "max_age_hours (freshness); min, max (row_count); max_percent (volume_change)",
+    )
     on_fail: Literal["block", "quarantine", "alert"]
     tenant_id: str | None = Field(None, max_length=40, description="None: a global rule")
 

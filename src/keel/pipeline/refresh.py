@@ -1,0 +1,289 @@
+"""Incremental refresh of a built GDP version and of the KPI versions computed from it.
+
+A refresh adds to the version's table the rows its mapping yields from the Raw
+batches that landed since the table was built (``delta.py``), checks only those
+rows (type errors, required fields, data-quality rules; key repeats against the
+whole table), and recomputes only the KPI periods those rows fall in (a KPI query
+groups by period, so a period's value depends on that period's rows alone). All of
+it is one data-plane transaction: readers of the active views see the table and its
+KPIs before or after the refresh, never between, and a refresh that fails or is
+blocked by a rule leaves nothing behind.
+
+When rows built earlier could change, a refresh cannot be right and raises
+``NotIncremental`` naming why; the caller then rebuilds in full. That is the case
+when the version was never built (or built before batches were recorded), an input
+is not an ingested Raw table, batches were removed from an input, the enabled
+data-quality rules changed, a rule looks beyond its own row, or the mapping is not
+a select-project-join (``delta.not_incremental``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Sequence
+from functools import partial
+
+from sqlglot import exp
+
+from keel.contracts.kpi_sql import KpiPlan
+from keel.contracts.mapping import MappingPlan
+from keel.contracts.model import Contract, Dataset, Layer
+from keel.kernel.clock import utcnow
+from keel.kernel.errors import InvalidInput
+from keel.pipeline import increments
+from keel.pipeline.builds import build_of, record
+from keel.pipeline.checks import constraint_checks, counts, quality_query
+from keel.pipeline.conform import TYPE_ERROR, conform
+from keel.pipeline.delta import BATCH, delta_query, not_incremental
+from keel.pipeline.engine import Engine
+from keel.pipeline.errors import EngineError, MaterializationFailed
+from keel.pipeline.materialize import kpi_lineage
+from keel.pipeline.model import RunResult
+from keel.pipeline.naming import canonical_version, safe_name, versioned
+from keel.pipeline.statements import count_rows, create_table_as, drop_table, render, retarget, table
+
+# Rules judged on a row alone: a row added later cannot change how earlier rows fared.
+ROW_LOCAL = frozenset({"not_null", "accepted_values", "range", "regex", "custom_sql"})
+
+
+class NotIncremental(Exception):
+    """A refresh could not be right; ``reason`` says why (the caller rebuilds in full)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def refresh_gdp(
+    engine: Engine,
+    contract: Contract,
+    dataset: Dataset,
+    plan: MappingPlan,
+    rules: Sequence = (),
+    kpis: Sequence[tuple[Contract, KpiPlan]] = (),
+) -> list[RunResult]:
+    """Add the new Raw batches' rows to ``gdp."<table>__v<version>"`` and recompute the affected
+    periods of ``kpis`` (KPI versions built from this GDP version); one run per table."""
+    if contract.layer is not Layer.GDP or contract.dataset(dataset.name) is None:
+        raise InvalidInput("dataset", f"'{dataset.name}' is not a dataset of GDP contract {contract.key}")
+    if plan.expression is None:
+        raise InvalidInput("plan", f"the plan of {plan.target} has no query tree")
+    name, version = safe_name(dataset.name, "dataset"), canonical_version(contract.version)
+    target = table("gdp", versioned(name, contract.version))
+    delta = table("gdp", f"{target.name}__delta")
+    rules = tuple(rules)
+    sql = partial(render, dialect=engine.dialect)
+    started, clock = utcnow(), time.perf_counter()
+    runs: list[RunResult] = []
+    try:
+        with engine.transaction():
+            new = _new_batches(engine, name, version, plan, rules)
+            if not engine.table_exists("gdp", target.name):
+                raise NotIncremental(f"gdp.{target.name} was never built")
+            staged = _stage(engine, target, new)
+            query = delta_query(plan.expression, new, staged)
+            found = {column.lower(): kind for column, kind in engine.describe(sql(plan.expression))}
+            outcome: dict[str, dict] = {}
+            if query is None:  # nothing new: record that the table is up to date
+                added, per_check, error_rows, failing = 0, {}, 0, 0
+            else:
+                engine.execute(sql(create_table_as(delta, conform(query, dataset, found, engine.dialect))))
+                if rules:
+                    outcome = _judge(engine, target, delta, rules)
+                checks = constraint_checks(dataset)
+                engine.execute(sql(exp.insert(exp.select("*").from_(delta.copy()), target.copy())))
+                (row,) = engine.dicts(sql(quality_query(delta, checks, TYPE_ERROR, keys_from=target)))
+                added, error_rows, failing, per_check = counts(row, checks)
+            earlier = build_of(engine, "gdp", name, version)
+            if earlier is not None:  # the recorded count plus what was added: no scan of the table
+                total = int(earlier["rows"]) + added
+            else:
+                (total,) = engine.rows(sql(count_rows(target)))[0]
+            batches = tuple(sorted(b for ids in new.values() for b in ids))
+            record(engine, "gdp", name, version, target.name, contract.key, plan.tables, int(total))
+            increments.record(
+                engine,
+                name,
+                version,
+                increments.rules_fingerprint(rules),
+                _merged(engine, name, version, new),
+            )
+            runs.append(
+                RunResult(
+                    layer="gdp", name=name, version=version, table=f"gdp.{target.name}",
+                    contract=contract.key, inputs=tuple(plan.tables), rows=int(total),
+                    error_rows=error_rows, dq_failures=failing, started_at=started, finished_at=utcnow(),
+                    duration_seconds=time.perf_counter() - clock, dq_checks=per_check,
+                    rule_results=outcome, mode="incremental", delta_rows=added, batches=batches,
+                    lineage=dict(plan.lineage),
+                )
+            )  # fmt: skip
+            for kpi, kpi_plan in kpis:
+                runs.append(_refresh_kpi(engine, kpi, kpi_plan, target, delta if query is not None else None))
+            for staged_table in [delta, *staged.values()]:
+                engine.execute(sql(drop_table(staged_table)))
+    except EngineError as exc:
+        failed_run = RunResult(
+            layer="gdp", name=name, version=version, table=f"gdp.{target.name}", contract=contract.key,
+            inputs=tuple(plan.tables), rows=0, error_rows=0, dq_failures=0, started_at=started,
+            finished_at=utcnow(), duration_seconds=time.perf_counter() - clock, error=exc.detail,
+            mode="incremental", lineage=dict(plan.lineage),
+        )  # fmt: skip
+        raise MaterializationFailed(failed_run, cause=exc.fields.get("cause", type(exc).__name__)) from exc
+    return runs
+
+
+def _stage(engine: Engine, target: exp.Table, new: dict[str, list[str]]) -> dict[str, exp.Table]:
+    """Copy each input's new rows into a table of their own (``<target>__new_<i>``): the engine
+    then knows how few they are and joins the rest of the data to them, not the other way."""
+    staged = {}
+    for i, (source, ids) in enumerate(sorted(new.items())):
+        if not ids:
+            continue
+        schema, _, name = source.rpartition(".")
+        landed = (
+            exp.select("*")
+            .from_(table(schema, name))
+            .where(exp.column(BATCH, quoted=True).isin(*(exp.Literal.string(b) for b in ids)))
+        )
+        staged[source] = table("gdp", f"{target.name}__new_{i}")
+        engine.execute(render(create_table_as(staged[source], landed), engine.dialect))
+    return staged
+
+
+def _judge(engine: Engine, target: exp.Table, delta: exp.Table, rules: Sequence) -> dict[str, dict]:
+    """Apply the rules to the added rows: a failing ``block`` rule raises ``RuleBlocked`` (the
+    transaction then rolls back), rows failing a ``quarantine`` rule move to the table's
+    quarantine; the counts per rule."""
+    from keel.quality.compile import counts_query, failures, kept, quarantined
+    from keel.quality.errors import RuleBlocked
+
+    sql = partial(render, dialect=engine.dialect)
+    columns = [c for c, _ in engine.columns("gdp", delta.name)]
+    (row,) = engine.dicts(sql(counts_query(delta, rules)))
+    checked, failed = failures(row, rules)
+    outcome = {}
+    for rule in rules:
+        failing = failed[rule.rule_id]
+        outcome[rule.rule_id] = {"version": rule.version, "on_fail": rule.on_fail, "checked": checked,
+                                 "failed": failing, "passed": checked - failing}  # fmt: skip
+    blocked = [r for r in rules if r.on_fail == "block" and failed[r.rule_id]]
+    if blocked:
+        raise RuleBlocked(f"gdp.{target.name}", blocked, outcome)
+    if any(r.on_fail == "quarantine" and failed[r.rule_id] for r in rules):
+        quarantine = table("gdp", f"{target.name}__quarantine")
+        engine.execute(sql(exp.insert(quarantined(delta, columns, rules), quarantine)))
+        engine.execute(sql(create_table_as(delta, kept(delta, columns, rules))))
+    return outcome
+
+
+def _new_batches(
+    engine: Engine, name: str, version: str, plan: MappingPlan, rules: Sequence
+) -> dict[str, list[str]]:
+    """Each input's batches the build does not hold yet, or ``NotIncremental`` saying why not."""
+    reason = not_incremental(plan.expression)
+    if reason:
+        raise NotIncremental(reason)
+    wide = sorted({r.key for r in rules if r.check not in ROW_LOCAL})
+    if wide:
+        raise NotIncremental(f"rule {', '.join(wide)} looks beyond its own row")
+    state = increments.state_of(engine, name, version)
+    if state is None:
+        raise NotIncremental(f"no record of which batches gdp.{name} {version} holds")
+    fingerprint, held = state
+    if fingerprint != increments.rules_fingerprint(rules):
+        raise NotIncremental("the enabled data-quality rules changed since the table was built")
+    now = increments.raw_batches(engine, plan.tables)
+    new: dict[str, list[str]] = {}
+    for source, ids in now.items():
+        before = held.get(source)
+        if ids is None or before is None:
+            raise NotIncremental(f"{source} is not an ingested Raw table with batch records")
+        gone = set(before) - set(ids)
+        if gone:
+            raise NotIncremental(f"{len(gone)} batch(es) of {source} were removed since the table was built")
+        new[source] = sorted(set(ids) - set(before))
+    return new
+
+
+def _merged(engine: Engine, name: str, version: str, new: dict[str, list[str]]) -> dict[str, list[str]]:
+    _, held = increments.state_of(engine, name, version)  # checked by _new_batches
+    return {source: sorted(set(held[source]) | set(new.get(source, ()))) for source in held}
+
+
+def _refresh_kpi(
+    engine: Engine, contract: Contract, plan: KpiPlan, gdp: exp.Table, delta: exp.Table | None
+) -> RunResult:
+    """Recompute the periods of ``kpi."<kpi>__v<version>"`` that the added GDP rows fall in."""
+    if contract.layer is not Layer.KPI or plan.expression is None:
+        raise InvalidInput("plan", f"{contract.key} is not a checked KPI contract")
+    sql = partial(render, dialect=engine.dialect)
+    name, version = safe_name(contract.id, "contract"), canonical_version(contract.version)
+    target = table("kpi", versioned(name, contract.version))
+    inputs = (f"gdp.{gdp.name}",)
+    built = build_of(engine, "kpi", name, version)
+    if built is None or tuple(built["inputs"]) != inputs or not engine.table_exists("kpi", target.name):
+        raise NotIncremental(f"kpi.{target.name} was not built from gdp.{gdp.name}")
+    started, clock = utcnow(), time.perf_counter()
+    period = plan.expression.selects[0].this  # the compiled query's first column is its period
+    recomputed = 0
+    affected: list = []
+    if delta is not None:
+        # The KPI query over the added rows, keeping only its distinct periods (filters included).
+        touched = retarget(plan.expression, plan.table, delta)
+        touched.set("expressions", [exp.alias_(period.copy(), "period", quoted=True)])
+        touched.set("group", None)
+        touched.set("order", None)
+        touched.set("distinct", exp.Distinct())
+        affected = [row[0] for row in engine.rows(sql(touched))]
+    if affected:
+        column = exp.column("period", quoted=True)
+        engine.execute(sql(exp.delete(target.copy(), where=_among(column, affected))))
+        recompute = retarget(plan.expression, plan.table, gdp).where(_among(period.copy(), affected))
+        window = _time_window(period, affected)
+        if window is not None:  # the same rows, but the engine can skip the row groups outside it
+            recompute = recompute.where(window, copy=False)
+        engine.execute(sql(exp.insert(recompute, target.copy())))
+        (recomputed,) = engine.rows(
+            sql(exp.select("count(*)").from_(target.copy()).where(_among(column, affected)))
+        )[0]
+    (total,) = engine.rows(sql(count_rows(target)))[0]
+    record(engine, "kpi", name, version, target.name, contract.key, inputs, int(total))
+    return RunResult(
+        layer="kpi", name=name, version=version, table=f"kpi.{target.name}", contract=contract.key,
+        inputs=inputs, rows=int(total), error_rows=0, dq_failures=0, started_at=started,
+        finished_at=utcnow(), duration_seconds=time.perf_counter() - clock, mode="incremental",
+        delta_rows=int(recomputed), note=f"{len(affected)} period(s) recomputed", lineage=kpi_lineage(plan),
+    )  # fmt: skip
+
+
+def _among(column: exp.Expr, periods: list) -> exp.Expr:
+    """``column`` is one of ``periods`` (dates; a NULL period matched by IS NULL)."""
+    dates = [p for p in periods if p is not None]
+    literal = [exp.cast(exp.Literal.string(_iso(p)), exp.DataType.build("DATE")) for p in dates]
+    conditions: list[exp.Expr] = [exp.In(this=column.copy(), expressions=literal)] if literal else []
+    if len(dates) < len(periods):
+        conditions.append(column.copy().is_(exp.null()))
+    return exp.or_(*conditions) if len(conditions) > 1 else conditions[0]
+
+
+def _time_window(period: exp.Expr, periods: list) -> exp.Expr | None:
+    """``first <= time < last + one grain`` for ``period = CAST(DATE_TRUNC(grain, time) AS DATE)``:
+    implied by the periods, but on the time field itself, which the engine's zone maps can prune."""
+    trunc = period.this if isinstance(period, exp.Cast) else None
+    if not isinstance(trunc, exp.TimestampTrunc) or not periods or None in periods:
+        return None
+    time_field, unit = trunc.this, trunc.args.get("unit")
+    first, last = (
+        exp.cast(exp.Literal.string(_iso(p)), exp.DataType.build("DATE"))
+        for p in (min(periods), max(periods))
+    )
+    after = exp.Add(this=last, expression=exp.Interval(this=exp.Literal.string("1"), unit=unit.copy()))
+    return exp.and_(
+        exp.GTE(this=time_field.copy(), expression=first), exp.LT(this=time_field.copy(), expression=after)
+    )
+
+
+def _iso(value) -> str:
+    return value.isoformat() if isinstance(value, dt.date) else str(value)
