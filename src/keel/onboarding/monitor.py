@@ -10,12 +10,12 @@ and the round goes on.
 from __future__ import annotations
 
 import logging
-import threading
 
 import sqlalchemy as sa
 
 from keel.identity.actor import SYSTEM
 from keel.kernel.errors import KeelError
+from keel.kernel.periodic import PeriodicThread
 from keel.onboarding import health
 from keel.store.tables import connectors
 
@@ -41,26 +41,9 @@ def check_all(keel) -> list[dict]:
     return results
 
 
-class HealthMonitor:
+class HealthMonitor(PeriodicThread):
     """Runs ``check_all`` every ``interval`` seconds on a daemon thread until ``stop``."""
 
     def __init__(self, keel, interval: float) -> None:
+        super().__init__(lambda: check_all(keel), interval, "connector-health")
         self.keel = keel
-        self.interval = interval
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="connector-health", daemon=True)
-
-    def start(self) -> HealthMonitor:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopped.set()
-        self._thread.join(timeout=self.interval + 5)
-
-    def _run(self) -> None:
-        while not self._stopped.wait(self.interval):
-            try:
-                check_all(self.keel)
-            except Exception:  # the monitor must outlive any one bad round
-                log.exception("connector health round failed")

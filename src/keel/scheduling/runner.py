@@ -2,34 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-import threading
-
+from keel.kernel.periodic import PeriodicThread
 from keel.scheduling.service import tick
 
-log = logging.getLogger(__name__)
 
-
-class SchedulerThread:
+class SchedulerThread(PeriodicThread):
     """Calls ``tick`` every ``interval`` seconds on a daemon thread until ``stop``."""
 
     def __init__(self, keel, interval: float) -> None:
+        super().__init__(lambda: tick(keel), interval, "keel-scheduler")
         self.keel = keel
-        self.interval = interval
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="keel-scheduler", daemon=True)
-
-    def start(self) -> SchedulerThread:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopped.set()
-        self._thread.join(timeout=self.interval + 5)
-
-    def _run(self) -> None:
-        while not self._stopped.wait(self.interval):
-            try:
-                tick(self.keel)
-            except Exception:  # the scheduler must outlive any one bad round
-                log.exception("scheduler tick failed")
