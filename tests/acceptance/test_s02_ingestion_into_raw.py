@@ -288,3 +288,28 @@ def test_providers_see_that_a_checkpoint_exists_not_its_values(world, erp):
         assert all(c in (None, {"committed": True}) for c in status["checkpoints"].values()), who
         assert all("state" not in b for b in status["recent_batches"])
     assert "cursor" in world.get("acme:DE", path).json()["checkpoints"]["invoices"]
+
+
+def test_past_the_daily_spend_cap_a_backfill_is_refused_and_a_sync_still_runs(world, erp):
+    """05b "cap exceeded → block non-essential actions": replay and backfill re-read history and
+    are non-essential; the regular sync is essential and runs past the cap, alerting."""
+    _runs(world, erp, stream="invoices")  # today's compute: this run's seconds
+    cap = {"guardrail_id": "COST-CAP-DAILY", "tenant_scope": "global", "daily_spend_cap_usd": 0.000000001,
+           "on_breach": "block_non_essential_actions"}  # fmt: skip
+    assert world.post("SA", "/api/v1/guardrails", json=cap).status_code == 201
+    assert world.post("PA", "/api/v1/guardrails/COST-CAP-DAILY/enable").status_code == 200
+    window = {"cursor_field": "updated_at", "start": "2026-01-01", "end": "2026-02-01"}
+    runs_before = world.rows(sa.select(ingestion_runs.c.id))
+
+    for kind in ("backfill", "replay"):
+        refused = _runs(world, erp, kind=kind, stream="invoices", window=window)
+        assert refused.status_code == 409, refused.text
+        assert (refused.json()["guardrail_id"], refused.json()["kind"]) == ("COST-CAP-DAILY", "spend_cap")
+    assert world.rows(sa.select(ingestion_runs.c.id)) == runs_before  # no run was claimed
+    blocked = [e["payload"] for e in world.events("cost.guardrail.enforced")]
+    assert [(b["action"], b["outcome"], b["essential"]) for b in blocked] == [
+        ("ingestion:Backfill", "blocked", False),
+        ("ingestion:Replay", "blocked", False),
+    ]
+    [sync] = _runs(world, erp, stream="invoices").json()["items"]
+    assert sync["status"] == "SUCCEEDED"

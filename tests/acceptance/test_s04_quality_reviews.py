@@ -39,7 +39,11 @@ def _build(world):
 
 
 def _tickets(world, kind: str) -> list:
-    return world.rows(sa.select(review_tickets).where(review_tickets.c.kind == kind))
+    stored = world.rows(sa.select(review_tickets).where(review_tickets.c.kind == kind))
+    # the API's kind filter finds the same tickets
+    listed = _ok(world.get("SS", f"{API}/review-tickets", params={"kind": kind}))["items"]
+    assert sorted(t["ticket_id"] for t in listed) == sorted(t.id for t in stored)
+    return stored
 
 
 @pytest.fixture

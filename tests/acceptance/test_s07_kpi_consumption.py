@@ -209,3 +209,51 @@ def test_a_snapshot_file_matches_its_receipt_and_the_export_is_logged(shop, fmt)
     assert {(p, c): float(v) for p, c, v in rows} == pytest.approx(_expected())
     bad = world.post("acme:BO", f"{API}/tenants/{tenant}/kpis/{KPI_ID}/snapshots", {"format": "xlsx"})
     assert bad.status_code == 422
+
+
+# Export guardrails (04 step 1/3: export limits and residency enforced at the export) -------------
+def _enable(world, rail: dict) -> None:
+    _ok(world.post("SA", f"{API}/guardrails", rail), 201)
+    _ok(world.post("PA", f"{API}/guardrails/{rail['guardrail_id']}/enable"))
+
+
+def test_an_export_past_its_limits_or_bound_elsewhere_is_refused_and_leaves_nothing(shop):
+    world, tenant = shop, shop.tenants["acme"]
+    _enable(world, {"guardrail_id": "EXP-KPI-01", "kind": "export_limit", "max_rows_per_day": 4})
+    _enable(
+        world, {"guardrail_id": "RES-KPI-01", "kind": "residency", "allowed_regions": ["local", "eu-west-1"]}
+    )
+    snapshots = f"{API}/tenants/{tenant}/kpis/{KPI_ID}/snapshots"
+    folder = world.keel.dataplanes.directory(tenant) / "snapshots"
+
+    abroad = world.post("acme:BO", snapshots, {"format": "parquet", "region": "eu-west-1"})
+    assert abroad.status_code == 409 and abroad.json()["guardrail_id"] == "RES-KPI-01"
+    assert "declared region local" in abroad.json()["detail"]
+    malformed = world.post("acme:BO", snapshots, {"format": "csv", "region": "EU West"})
+    assert malformed.status_code == 422 and malformed.json()["field"] == "region"
+
+    first = _ok(world.post("acme:BO", snapshots, {"format": "csv"}), 201)  # 3 rows of 4 today
+    assert len(_expected()) == 3
+    again = world.post("acme:BO", snapshots, {"format": "csv"})  # 3 more would be 6
+    assert again.status_code == 409, again.text
+    assert again.json()["guardrail_id"] == "EXP-KPI-01" and "max_rows_per_day" in again.json()["detail"]
+    one = _ok(world.post("acme:BO", snapshots, {"format": "csv", "filters": {"currency": "USD"}}), 201)
+    assert one["receipt"]["filters"] == {"currency": "USD"}  # 1 row: exactly the day's 4
+
+    # Nothing of a refused export remains: two files, two receipts, two kpi.exported events.
+    assert sorted(p.name for p in folder.iterdir()) == sorted(Path(d["path"]).name for d in (first, one))
+    assert [e["payload"]["receipt_id"] for e in world.events("kpi.exported")] == [
+        first["receipt_id"],
+        one["receipt_id"],
+    ]
+    assert (
+        world.scalar(
+            sa.select(sa.func.count()).select_from(receipts).where(receipts.c.kind == "kpi.snapshot")
+        )
+        == 2
+    )
+    refusals = [e["payload"] for e in world.events("policy.enforced")]
+    assert [(r["guardrail_id"], r["action"], r["outcome"]) for r in refusals] == [
+        ("RES-KPI-01", "kpi:Export", "blocked"),
+        ("EXP-KPI-01", "kpi:Export", "blocked"),
+    ]

@@ -77,10 +77,14 @@ def export(
     tenant: Tenant,
     fmt: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
     filters: Filters = None,
+    region: Annotated[
+        str | None, typer.Option("--region", help="Where the snapshot is bound; default: the tenant's.")
+    ] = None,
 ) -> None:
-    """Export a snapshot file into the tenant's data plane, with a signed receipt of its SHA-256."""
+    """Export a snapshot file into the tenant's data plane, with a signed receipt of its SHA-256;
+    enabled export-limit and residency guardrails can refuse it."""
     state = state_of(ctx)
-    body = {"format": fmt, "filters": _filters(filters)}
+    body = {"format": fmt, "filters": _filters(filters)} | ({"region": region} if region else {})
     render.show(
         state, state.api().post(f"{_base(tenant)}/{kpi_id}/snapshots", json=body), title="KPI snapshot"
     )

@@ -22,7 +22,10 @@ TicketId = Annotated[str, typer.Argument(help="Review ticket id (RVT-...).")]
 def list_tickets(
     ctx: typer.Context,
     kind: Annotated[
-        str | None, typer.Option("--kind", help="drift, impact_graph or post_change_incident.")
+        str | None,
+        typer.Option(
+            "--kind", help="drift, impact_graph, post_change_incident, dq_over_blocking or dq_coverage_gap."
+        ),
     ] = None,
     status: Annotated[str | None, typer.Option("--status", help="OPEN or RESOLVED.")] = None,
     tenant: Annotated[str | None, typer.Option("--tenant", help="One tenant's tickets (providers).")] = None,

@@ -30,7 +30,8 @@ from keel.kernel.ids import new_id
 from keel.onboarding.paging import keyset
 from keel.store.tables import review_tickets
 
-KINDS = ("drift", "impact_graph", "post_change_incident")
+# The data-quality kinds are opened by ``keel.quality.service`` (04: over-blocking, coverage gap).
+KINDS = ("drift", "impact_graph", "post_change_incident", "dq_over_blocking", "dq_coverage_gap")
 STATUSES = ("OPEN", "RESOLVED")
 READ, RESOLVE = "ticket:Read", "ticket:Resolve"
 NOTE_LIMIT = 4000

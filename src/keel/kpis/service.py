@@ -23,6 +23,7 @@ from decimal import Decimal
 
 from sqlglot import exp
 
+from keel import guardrails
 from keel.authz.engine import Resource
 from keel.contracts import records
 from keel.contracts.builds import plan_for
@@ -40,6 +41,7 @@ from keel.observability.incidents import open_incident
 from keel.pipeline import DuckDBEngine, kpi_values
 from keel.pipeline.naming import safe_name, versioned
 from keel.pipeline.statements import render, retarget, table
+from keel.tenants.service import REGION, load_tenant
 
 GET, EXPORT = "kpi:GetResults", "kpi:Export"
 FORMATS = ("csv", "parquet")
@@ -358,11 +360,26 @@ def drill(keel, actor: Actor, tenant_id: str, kpi_id: str, period: str, filters:
 # --- snapshots ----------------------------------------------------------------------------------
 
 
-def export(keel, actor: Actor, tenant_id: str, kpi_id: str, fmt: str, filters: dict[str, str]) -> dict:
-    """The KPI's rows as a CSV or Parquet file in the tenant's data plane, with a receipt."""
+def export(
+    keel,
+    actor: Actor,
+    tenant_id: str,
+    kpi_id: str,
+    fmt: str,
+    filters: dict[str, str],
+    region: str | None = None,
+) -> dict:
+    """The KPI's rows as a CSV or Parquet file in the tenant's data plane, with a receipt.
+
+    ``region`` is where the snapshot is bound (default: the tenant's declared region). The
+    enabled guardrails judge the written file (rows, bytes) and the region before any receipt
+    is issued: a refusal (export limit, residency) deletes the file, evidences the refusal
+    (``policy.enforced``) and raises; nothing of the export remains."""
     fmt = (fmt or "csv").lower()
     if fmt not in FORMATS:
         raise InvalidInput("format", f"'{fmt}' is not a snapshot format; use one of {', '.join(FORMATS)}")
+    if region is not None and not REGION.match(region):
+        raise InvalidInput("region", "must be 1-40 lower-case letters, digits or '-'")
     row, contract, visible, _ = _open(keel, actor, tenant_id, kpi_id, EXPORT)
     if not visible:
         raise _hidden(keel, actor, tenant_id, kpi_id)
@@ -384,7 +401,9 @@ def export(keel, actor: Actor, tenant_id: str, kpi_id: str, fmt: str, filters: d
     options = "FORMAT CSV, HEADER" if fmt == "csv" else "FORMAT PARQUET"
     target = str(path).replace("'", "''")
     try:
-        _engine(keel, tenant_id).execute(f"COPY ({render(query, 'duckdb')}) TO '{target}' ({options})")
+        ((written,),) = _engine(keel, tenant_id).rows(
+            f"COPY ({render(query, 'duckdb')}) TO '{target}' ({options})"
+        )
     except Exception as failed:  # the export failed: log it, the caller retries
         with keel.uow() as uow:
             uow.record(
@@ -410,6 +429,21 @@ def export(keel, actor: Actor, tenant_id: str, kpi_id: str, fmt: str, filters: d
         "timestamp": now.isoformat(),
     }
     with keel.uow() as uow:
+        decision = guardrails.evaluate(
+            keel,
+            uow,
+            actor,
+            tenant_id,
+            EXPORT,
+            essential=True,
+            rows=int(written),
+            bytes=body["bytes"],
+            region=region or load_tenant(uow.conn, tenant_id).region,
+        )
+        if not decision.allowed:
+            path.unlink(missing_ok=True)
+            uow.commit()  # the refusal's evidence only
+            decision.raise_if_refused()
         receipt_id = receipts.issue(
             uow.conn, "kpi.snapshot", subject_id=kpi_id, tenant_id=tenant_id, body=body, at=now
         )

@@ -27,6 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from keel import guardrails
 from keel.authz.engine import Resource
 from keel.evidence import receipts
 from keel.identity.actor import Actor
@@ -98,6 +99,14 @@ def _plan(keel, actor, tenant_id, source_id, kind, stream, window, rerun_of):
                 f"connector '{connector.name}' is {connector.status}: a Platform Admin recovers it first",
                 connector_id=connector.id,
             )
+        checked = _check_window(keel, kind, window)  # bad input is named before any guardrail
+        if kind in EVENTS:  # a replay or backfill re-reads history: non-essential under a spend cap
+            decision = guardrails.evaluate(
+                keel, uow, actor, tenant_id, ACTIONS[kind], essential=False, region=connector.region
+            )
+            if not decision.allowed:
+                uow.commit()  # the refusal's evidence only: no run is claimed
+                decision.raise_if_refused()
         refused = breaker.refusal(connector.breaker, utcnow(), keel.settings)
         if refused:
             raise Blocked(refused, connector_id=connector.id)
@@ -112,7 +121,6 @@ def _plan(keel, actor, tenant_id, source_id, kind, stream, window, rerun_of):
         streams = (stream,) if stream else tuple(source.streams)
         if stream is not None and stream not in source.streams:
             raise InvalidInput("stream", f"'{stream}' is not a stream of source '{source.name}'")
-        checked = _check_window(keel, kind, window)
         config = deployment.runtime_config(keel, uow.conn, connector)  # before any run is claimed
         run_ids = tuple(claim_run(keel, uow, actor, source, s, kind, checked) for s in streams)
         uow.commit()

@@ -23,6 +23,9 @@ class SnapshotRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     format: str = Field("csv", max_length=10, description="csv or parquet.")
     filters: dict[str, str] = Field(default_factory=dict, description="Dimension values to keep.")
+    region: str | None = Field(
+        None, max_length=40, description="Where the snapshot is bound; default: the tenant's region."
+    )
 
 
 class PublicationRequest(Body):
@@ -67,7 +70,7 @@ def snapshot(
     tenant_id: str, kpi_id: str, body: SnapshotRequest, actor=Depends(current_actor), keel=Depends(get_keel)
 ):
     """Export the KPI's rows (CSV or Parquet) into the tenant's data plane, with a signed receipt."""
-    return service.export(keel, actor, tenant_id, kpi_id, body.format, body.filters)
+    return service.export(keel, actor, tenant_id, kpi_id, body.format, body.filters, body.region)
 
 
 # --- publication (06) ---------------------------------------------------------------------------

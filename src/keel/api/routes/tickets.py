@@ -15,7 +15,11 @@ TICKET = "/review-tickets/{review_ticket_id}"
 @router.get("/review-tickets")
 def list_tickets(
     page: Page = Depends(),
-    kind: str | None = Query(None, max_length=30, description="drift, impact_graph or post_change_incident."),
+    kind: str | None = Query(
+        None,
+        max_length=30,
+        description="drift, impact_graph, post_change_incident, dq_over_blocking or dq_coverage_gap.",
+    ),
     status: str | None = Query(None, max_length=20, description="OPEN or RESOLVED."),
     tenant_id: str | None = Query(None, max_length=40, description="One tenant's (providers)."),
     actor=Depends(current_actor),
