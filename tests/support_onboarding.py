@@ -193,3 +193,14 @@ class FlakyGateway:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def erp_ready(world: World, slug: str, directory: Path) -> tuple[str, dict[str, int], dict]:
+    """The sample ERP in ``directory`` behind an ACTIVE erp-sql connector and a READY source of all
+    its streams (invoices checked against ``INVOICES_CONTRACT``): (URL, row counts, source)."""
+    url, counts = write_erp(directory)
+    connector = active_connector(world, slug, "erp-sql", "ERP", erp_config(url))
+    source = ready_source(
+        world, slug, connector["connector_id"], "ERP", ERP_STREAMS, {"invoices": INVOICES_CONTRACT}
+    )
+    return url, counts, source

@@ -14,12 +14,10 @@ import pytest
 import sqlalchemy as sa
 from tests.support_onboarding import (
     ERP_STREAMS,
-    INVOICES_CONTRACT,
     active_connector,
     api,
-    erp_config,
+    erp_ready,
     ready_source,
-    write_erp,
 )
 
 from keel.evidence.canonical import canonical_json
@@ -29,11 +27,7 @@ from keel.store.tables import incidents, ingestion_runs, receipts
 
 @pytest.fixture
 def erp(world, tmp_path):
-    url, counts = write_erp(tmp_path)
-    connector = active_connector(world, "acme", "erp-sql", "ERP", erp_config(url))
-    source = ready_source(
-        world, "acme", connector["connector_id"], "ERP", ERP_STREAMS, {"invoices": INVOICES_CONTRACT}
-    )
+    url, counts, source = erp_ready(world, "acme", tmp_path)
     return {"url": url, "counts": counts, "source_id": source["source_id"]}
 
 

@@ -12,13 +12,8 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 from tests.support_onboarding import (
-    ERP_STREAMS,
-    INVOICES_CONTRACT,
-    active_connector,
     api,
-    erp_config,
-    ready_source,
-    write_erp,
+    erp_ready,
 )
 
 from keel.samples.erp import CURRENCIES
@@ -29,11 +24,7 @@ BASE = {"layer": "raw", "dataset": "erp__invoices"}
 
 @pytest.fixture
 def erp(world, tmp_path):
-    url, counts = write_erp(tmp_path)
-    connector = active_connector(world, "acme", "erp-sql", "ERP", erp_config(url))
-    source = ready_source(
-        world, "acme", connector["connector_id"], "ERP", ERP_STREAMS, {"invoices": INVOICES_CONTRACT}
-    )
+    url, counts, source = erp_ready(world, "acme", tmp_path)
     with sa.create_engine(url).connect() as conn:
         nulls = conn.execute(sa.text("SELECT count(*) FROM invoices WHERE amount_net IS NULL")).scalar()
         odd = conn.execute(

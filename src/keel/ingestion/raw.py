@@ -225,7 +225,7 @@ class RawStore:
 
                     last = con.execute(
                         "SELECT rows FROM raw._keel_batches WHERE source_id = ? AND stream = ? "
-                        "ORDER BY committed_at DESC LIMIT 1",
+                        "AND kind <> 'release' ORDER BY committed_at DESC LIMIT 1",  # a release is no read
                         [source_id, stream.name],
                     ).fetchall()
                     moved, outcome = apply_to_batch(

@@ -14,6 +14,7 @@ fixed or as false positives (``quarantine:Release``).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -28,7 +29,7 @@ from keel.kernel.ids import new_id
 from keel.observability import metrics
 from keel.observability.incidents import open_incident
 from keel.quality.compile import QID_COLUMN, REASON_COLUMN, ROWS, RULE_COLUMN, still_failing
-from keel.quality.model import Rule, of_row, parse_predicate, validate
+from keel.quality.model import LAYERS, Rule, of_row, parse_predicate, validate
 from keel.store.tables import dq_reviews, dq_rules
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,9 @@ READ, DEFINE, ENABLE, RELEASE = "rule:Read", "rule:Define", "rule:Enable", "quar
 OVER_BLOCKING_RATE, OVER_BLOCKING_MIN_ROWS = 0.2, 5
 OVER_BLOCKING, COVERAGE_GAP = "dq_over_blocking", "dq_coverage_gap"  # review ticket kinds
 _KEEL_COLUMNS = (RULE_COLUMN, REASON_COLUMN, QID_COLUMN)
+KEEL_COLUMNS = "_keel_"  # the prefix of Keel's own columns, which a fix may not change
+RAW_TABLE = re.compile(r"[a-z0-9]+(?:__?[a-z0-9]+)*")
+BATCH_COLUMN = "_keel_batch_id"  # a Raw row's batch (keel.ingestion.staging.META)
 
 
 # Registry -------------------------------------------------------------------------------------
@@ -385,12 +389,27 @@ def record_blocked(keel, actor: Actor, tenant_id: str, error) -> None:
 
 
 # Quarantine review ----------------------------------------------------------------------------
-def _quarantine(keel, tenant_id: str, dataset: str):
+def _layer(layer: str) -> str:
+    if layer not in LAYERS:
+        raise InvalidInput("layer", f"must be one of {', '.join(LAYERS)}")
+    return layer
+
+
+def _quarantine(keel, tenant_id: str, dataset: str, layer: str = "gdp"):
+    """(engine, the table, its quarantine): the active GDP build's, or an ingested Raw table's."""
     from keel.pipeline import DuckDBEngine, active
     from keel.pipeline.naming import safe_name, versioned
     from keel.pipeline.statements import table
+    from keel.quality.ingest import SUFFIX
 
     engine = DuckDBEngine(keel.dataplanes.database_path(tenant_id))
+    if _layer(layer) == "raw":  # a Raw table is named <source_key>__<stream>
+        name = str(dataset)
+        if not RAW_TABLE.fullmatch(name):
+            raise InvalidInput("dataset", f"'{dataset}' is not a Raw table name (<source_key>__<stream>)")
+        if not engine.table_exists("raw", name):
+            raise NotFound("Raw table", name)
+        return engine, table("raw", name), table("raw", f"{name}__{SUFFIX}")
     name = safe_name(dataset, "dataset")
     version = active(engine, "gdp", name)
     if version is None:
@@ -400,16 +419,24 @@ def _quarantine(keel, tenant_id: str, dataset: str):
 
 
 def list_quarantine(
-    keel, actor: Actor, tenant_id: str, dataset: str, *, after: str | None = None, limit: int = 50
+    keel,
+    actor: Actor,
+    tenant_id: str,
+    dataset: str,
+    *,
+    layer: str = "gdp",
+    after: str | None = None,
+    limit: int = 50,
 ) -> list[dict]:
-    """Quarantined rows of the tenant's active build of ``dataset``, by quarantine id."""
+    """Quarantined rows of the tenant's active build of ``dataset`` (``layer`` gdp) or of its Raw
+    table ``dataset`` (``layer`` raw, rows a Raw rule held back at ingestion), by quarantine id."""
     from keel.pipeline.statements import render
 
     with keel.uow() as uow:
         keel.authorize(uow, actor, "data:Read", Resource("dataset", dataset, tenant=tenant_id))
-    engine, _, quarantine = _quarantine(keel, tenant_id, dataset)
+    engine, _, quarantine = _quarantine(keel, tenant_id, dataset, layer)
     with engine.transaction():
-        if not engine.table_exists("gdp", quarantine.name):
+        if not engine.table_exists(layer, quarantine.name):
             return []
         qid = exp.column(QID_COLUMN, quoted=True)
         query = exp.select("*").from_(quarantine).order_by(qid).limit(limit)
@@ -439,9 +466,14 @@ def release(
     quarantine_ids: list[str],
     fixes: Mapping[str, Mapping[str, Any]] | None = None,
     false_positive: bool = False,
+    layer: str = "gdp",
 ) -> dict:
     """Move quarantined rows back into the table: fixed (``fixes``: id -> field -> value; the rows
-    must then pass the blocking and quarantining rules) or as false positives (unchanged)."""
+    must then pass the blocking and quarantining rules) or as false positives (unchanged).
+
+    Rows released into a Raw table land as a batch of their own (kind ``release`` in
+    ``raw._keel_batches``), so the next incremental GDP refresh folds them in like any new batch;
+    the stream's checkpoint does not move."""
     from keel.pipeline.statements import render
 
     ids = sorted(set(quarantine_ids or ()))
@@ -454,15 +486,15 @@ def release(
         raise InvalidInput("fixes", "fixes name rows not being released")
     with keel.uow() as uow:
         keel.authorize(uow, actor, RELEASE, Resource("dataset", dataset, tenant=tenant_id))
-        rules = [r for r in enabled_rules(uow.conn, tenant_id) if r.dataset == dataset]
-    engine, target, quarantine = _quarantine(keel, tenant_id, dataset)
+        rules = [r for r in enabled_rules(uow.conn, tenant_id, _layer(layer)) if r.dataset == dataset]
+    engine, target, quarantine = _quarantine(keel, tenant_id, dataset, layer)
     sql = lambda tree: render(tree, engine.dialect)  # noqa: E731
     qid = exp.column(QID_COLUMN, quoted=True)
     chosen = qid.isin(*(exp.Literal.string(i) for i in ids))
     with engine.transaction():
-        if not engine.table_exists("gdp", quarantine.name):
+        if not engine.table_exists(layer, quarantine.name):
             raise NotFound("quarantined rows of", dataset)
-        columns = [c for c, _ in engine.columns("gdp", target.name)]
+        columns = [c for c, _ in engine.columns(layer, target.name)]
         (found,) = engine.rows(sql(exp.select(exp.Count(this=exp.Star())).from_(quarantine).where(chosen)))
         if found[0] != len(ids):
             raise NotFound("quarantined rows", ", ".join(ids))
@@ -472,6 +504,9 @@ def release(
                 raise InvalidInput(
                     "fixes", f"fields not in {dataset}: {', '.join(sorted(unknown)) or '(none)'}"
                 )
+            own = sorted(f for f in values if f.startswith(KEEL_COLUMNS))
+            if own:
+                raise InvalidInput("fixes", f"Keel's own columns cannot be fixed: {', '.join(own)}")
             engine.execute(
                 sql(
                     exp.update(
@@ -501,8 +536,15 @@ def release(
                 raise InvalidInput(
                     "fixes", f"{left[ROWS]} of the rows still fail a blocking or quarantining rule"
                 )
+        batch_id = _release_batch(engine, target.name, len(ids)) if layer == "raw" else None
+        values = [
+            exp.alias_(exp.Literal.string(batch_id), c, quoted=True)
+            if batch_id and c == BATCH_COLUMN
+            else exp.column(c, quoted=True)
+            for c in columns
+        ]
         insert = exp.insert(
-            exp.select(*(exp.column(c, quoted=True) for c in columns)).from_(quarantine).where(chosen.copy()),
+            exp.select(*values).from_(quarantine).where(chosen.copy()),
             target,
             columns=[exp.to_identifier(c, quoted=True) for c in columns],
         )
@@ -517,20 +559,42 @@ def release(
             actor_id=actor.user_id,
             tenant_id=tenant_id,
             dataset=dataset,
-            table=f"gdp.{target.name}",
+            layer=layer,
+            table=f"{layer}.{target.name}",
             rows=len(ids),
             fixed=len(fixes),
             false_positive=false_positive,
+            **({"batch_id": batch_id} if batch_id else {}),
         )
         uow.commit()
     return {
         "dataset": dataset,
-        "table": f"gdp.{target.name}",
+        "layer": layer,
+        "table": f"{layer}.{target.name}",
+        **({"batch_id": batch_id} if batch_id else {}),
         "released": len(ids),
         "fixed": len(fixes),
         "false_positive": false_positive,
         "review_tickets": reviews,
     }
+
+
+def _release_batch(engine, table_name: str, rows: int) -> str:
+    """Record a ``release`` batch of ``rows`` for the Raw table (inside the caller's transaction)."""
+    found = engine.rows(
+        "SELECT source_id, stream FROM raw._keel_tables WHERE table_name = "
+        + exp.Literal.string(table_name).sql("duckdb")
+    )
+    if not found:
+        raise NotFound("ingested Raw table", table_name)
+    (source_id, stream), batch_id = found[0], new_id("BAT")
+    literal = lambda v: exp.Literal.string(v).sql("duckdb")  # noqa: E731
+    engine.execute(
+        "INSERT INTO raw._keel_batches VALUES "
+        f"({literal(batch_id)}, {literal(source_id)}, {literal(stream)}, NULL, 'release', {int(rows)}, 0, "
+        "NULL, now())"
+    )
+    return batch_id
 
 
 def _review(

@@ -44,6 +44,7 @@ class Release(BaseModel):
         default_factory=dict, description="quarantine id -> field -> value"
     )
     false_positive: bool = False
+    layer: Literal["gdp", "raw"] = Field("gdp", description="gdp: the active build's; raw: a Raw table's.")
 
 
 @router.post(RULES, status_code=201)
@@ -74,9 +75,16 @@ def enable_rule(rule_id: str, actor=Depends(current_actor), keel=Depends(get_kee
 
 @router.get(QUARANTINE)
 def list_quarantine(
-    tenant_id: str, dataset: str, page: Page = Depends(), actor=Depends(current_actor), keel=Depends(get_keel)
+    tenant_id: str,
+    dataset: str,
+    page: Page = Depends(),
+    layer: Literal["gdp", "raw"] = Query("gdp", description="gdp: the active build's; raw: a Raw table's."),
+    actor=Depends(current_actor),
+    keel=Depends(get_keel),
 ):
-    items = service.list_quarantine(keel, actor, tenant_id, dataset, after=page.after, limit=page.limit + 1)
+    items = service.list_quarantine(
+        keel, actor, tenant_id, dataset, layer=layer, after=page.after, limit=page.limit + 1
+    )
     return page.render(items, "quarantine_id")
 
 
@@ -93,4 +101,5 @@ def release(
         quarantine_ids=body.quarantine_ids,
         fixes=body.fixes,
         false_positive=body.false_positive,
+        layer=body.layer,
     )
