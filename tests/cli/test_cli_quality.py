@@ -44,3 +44,45 @@ def test_a_table_level_rule_that_would_quarantine_is_refused_naming_the_field(cl
     )  # fmt: skip
     assert refused.exit_code != 0
     assert "on_fail" in refused.output and "cannot quarantine rows" in refused.output
+
+
+def test_a_kpi_rule_quarantine_is_listed_and_released_from_the_cli(cli, world):
+    from tests.acceptance.test_pipeline_runs import FIRST, _land
+    from tests.support_contracts import gdp_contract, kpi_contract, publish_contract, raw_contract
+
+    publish_contract(world, raw_contract())
+    publish_contract(world, gdp_contract(mapping="SELECT order_id, amount, placed_at FROM raw.shop__orders"))
+    publish_contract(world, kpi_contract())
+    _land(world, FIRST)
+    t, acme = world.tokens, world.tenants["acme"]
+    cli.json(
+        "rule", "define", "KPI-ORDER-VALUE-PLAUSIBLE", "--layer", "kpi", "--dataset", "kpi_order_value",
+        "--field", "value", "--check", "range", "--on-fail", "quarantine",
+        "--params", json.dumps({"min": 0, "max": 300}), token=t["SS"],
+    )  # fmt: skip
+    cli.json("rule", "enable", "KPI-ORDER-VALUE-PLAUSIBLE", token=t["PA"])
+    cli.json("pipeline", "run", "GDP-ORDER", "--tenant", acme, "--full", token=t["acme:DE"])
+
+    held = cli.json(
+        "rule", "quarantine", "kpi_order_value", "--tenant", acme, "--layer", "kpi", token=t["acme:DE"]
+    )
+    (row,) = held
+    qid = row["quarantine_id"]
+    edited = cli(
+        "rule", "release", "kpi_order_value", "--tenant", acme, "--layer", "kpi", "--id", qid,
+        "--fixes", json.dumps({qid: {"value": 1}}), token=t["acme:DE"],
+    )  # fmt: skip
+    released = cli.json(
+        "rule", "release", "kpi_order_value", "--tenant", acme, "--layer", "kpi", "--id", qid,
+        "--false-positive", token=t["acme:DE"],
+    )  # fmt: skip
+
+    assert row["rule_id"] == "KPI-ORDER-VALUE-PLAUSIBLE"
+    assert edited.exit_code != 0 and "false positives" in edited.output
+    assert (released["released"], released["false_positive"]) == (1, True)
+    assert (
+        cli.json(
+            "rule", "quarantine", "kpi_order_value", "--tenant", acme, "--layer", "kpi", token=t["acme:DE"]
+        )
+        == []
+    )

@@ -34,7 +34,7 @@ def define(
         ),
     ],
     on_fail: Annotated[str, typer.Option("--on-fail", help="block, quarantine or alert.")] = "alert",
-    layer: Annotated[str, typer.Option("--layer", help="raw or gdp.")] = "gdp",
+    layer: Annotated[str, typer.Option("--layer", help="raw, gdp or kpi.")] = "gdp",
     params: Annotated[
         str | None, typer.Option("--params", help='JSON, e.g. \'{"values": ["EUR"]}\' or \'{"min": 0}\'.')
     ] = None,
@@ -78,3 +78,46 @@ def enable(ctx: typer.Context, rule_id: Annotated[str, typer.Argument(help="The 
     """Enforce a rule's newest version (Platform Admin); refused when it conflicts with another."""
     state = state_of(ctx)
     render.show(state, state.api().post(f"{RULES}/{rule_id}/enable"), title="Quality rule")
+
+
+Tenant = Annotated[str, typer.Option("--tenant", help="The tenant id (TEN-...).")]
+Dataset = Annotated[str, typer.Argument(help="GDP table, Raw table (<source_key>__<stream>) or KPI name.")]
+Layer = Annotated[str, typer.Option("--layer", help="gdp, raw or kpi.")]
+
+
+@app.command("quarantine")
+def quarantine(ctx: typer.Context, dataset: Dataset, tenant: Tenant, layer: Layer = "gdp") -> None:
+    """The rows a rule quarantined in a tenant's table, with the rule and reason (Data Engineer)."""
+    state = state_of(ctx)
+    items = state.api().get_all(f"/api/v1/tenants/{tenant}/quarantine/{dataset}", {"layer": layer})
+    render.show(
+        state, items, title=f"Quarantine of {layer}.{dataset}", columns=["quarantine_id", "rule_id", "reason"]
+    )
+
+
+@app.command("release")
+def release(
+    ctx: typer.Context,
+    dataset: Dataset,
+    tenant: Tenant,
+    ids: Annotated[list[str], typer.Option("--id", help="A quarantine id to release (repeatable).")],
+    fixes: Annotated[
+        str | None,
+        typer.Option(
+            "--fixes", help='JSON: quarantine id -> field -> value, e.g. \'{"Q-1": {"amount": 5}}\'.'
+        ),
+    ] = None,
+    false_positive: Annotated[
+        bool, typer.Option("--false-positive", help="Release unchanged: the rule was wrong about them.")
+    ] = False,
+    layer: Layer = "gdp",
+) -> None:
+    """Release quarantined rows back into their table, fixed or as false positives (evidenced)."""
+    try:
+        parsed = json.loads(fixes) if fixes else {}
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"--fixes is not JSON: {exc}") from None
+    body = {"quarantine_ids": ids, "fixes": parsed, "false_positive": false_positive, "layer": layer}
+    state = state_of(ctx)
+    reply = state.api().post(f"/api/v1/tenants/{tenant}/quarantine/{dataset}/release", json=body)
+    render.show(state, reply, title="Released")

@@ -92,18 +92,38 @@ def build(keel, tenant_id: str, plan: Plan, actor=None) -> Build:
     done = Build()
     with keel.uow() as uow:  # the tenant's enabled data-quality rules (04), global and its own
         rules = enabled_rules(uow.conn, tenant_id) if plan.datasets else []
+        kpi_rules = _kpi_rules(uow.conn, tenant_id, plan)
     with engine.session():  # one connection for the whole build (opening one costs ~25 ms)
-        for dataset, mapping in plan.datasets:
-            mine = [r for r in rules if r.dataset == safe_name(dataset.name, "dataset")]
-            try:
-                result = materialize_gdp(engine, plan.contract, dataset, mapping, rules=mine)
-            except RuleBlocked as blocked:
-                record_blocked(keel, actor or SYSTEM, tenant_id, blocked)
-                raise
-            done.add(result)
-        for kpi, kpi_plan, gdp_version in plan.kpis:
-            done.add(materialize_kpi(engine, kpi, kpi_plan, gdp_version))
+        try:
+            for dataset, mapping in plan.datasets:
+                mine = [r for r in rules if r.dataset == safe_name(dataset.name, "dataset")]
+                done.add(materialize_gdp(engine, plan.contract, dataset, mapping, rules=mine))
+            for kpi, kpi_plan, gdp_version in plan.kpis:
+                done.add(_full_kpi(engine, kpi, kpi_plan, gdp_version, kpi_rules))
+        except RuleBlocked as blocked:
+            record_blocked(keel, actor or SYSTEM, tenant_id, blocked)
+            raise
     return done
+
+
+def _kpi_rules(conn, tenant_id: str, plan: Plan) -> dict[str, list]:
+    """The tenant's enabled ``kpi`` rules on the plan's KPIs, by KPI name (04 "enforce in KPI calc")."""
+    from keel.quality.service import enabled_rules
+
+    if not plan.kpis:
+        return {}
+    names = {safe_name(k.id, "contract") for k, _, _ in plan.kpis}
+    found: dict[str, list] = {}
+    for rule in enabled_rules(conn, tenant_id, layer="kpi"):
+        if rule.dataset in names:
+            found.setdefault(rule.dataset, []).append(rule)
+    return found
+
+
+def _full_kpi(engine, kpi: Contract, kpi_plan: KpiPlan, gdp_version: str, kpi_rules: dict) -> RunResult:
+    """Compute a KPI version in full, checked by its enabled rules."""
+    rules = kpi_rules.get(safe_name(kpi.id, "contract"), [])
+    return materialize_kpi(engine, kpi, kpi_plan, gdp_version, rules=rules)
 
 
 def refresh(keel, tenant_id: str, plan: Plan, actor=None) -> Build:
@@ -120,28 +140,31 @@ def refresh(keel, tenant_id: str, plan: Plan, actor=None) -> Build:
     done = Build()
     with keel.uow() as uow:
         rules = enabled_rules(uow.conn, tenant_id)
+        kpi_rules = _kpi_rules(uow.conn, tenant_id, plan)
     with engine.session():
-        for dataset, mapping in plan.datasets:
-            name = safe_name(dataset.name, "dataset")
-            mine = [r for r in rules if r.dataset == name]
-            kpis = [(k, p, v) for k, p, v in plan.kpis if p.table.lower() == f"gdp.{name}"]
-            try:
+        try:
+            for dataset, mapping in plan.datasets:
+                name = safe_name(dataset.name, "dataset")
+                mine = [r for r in rules if r.dataset == name]
+                kpis = [(k, p, v) for k, p, v in plan.kpis if p.table.lower() == f"gdp.{name}"]
                 try:
                     on_it = [(k, p) for k, p, _ in kpis]
-                    results = refresh_gdp(engine, plan.contract, dataset, mapping, rules=mine, kpis=on_it)
+                    results = refresh_gdp(
+                        engine, plan.contract, dataset, mapping, rules=mine, kpis=on_it, kpi_rules=kpi_rules
+                    )
                 except NotIncremental as why:
                     gdp = materialize_gdp(engine, plan.contract, dataset, mapping, rules=mine)
                     results = [replace(gdp, note=why.reason)] + [
-                        replace(materialize_kpi(engine, k, p, v), note=why.reason) for k, p, v in kpis
+                        replace(_full_kpi(engine, k, p, v, kpi_rules), note=why.reason) for k, p, v in kpis
                     ]
-            except RuleBlocked as blocked:
-                record_blocked(keel, actor or SYSTEM, tenant_id, blocked)
-                raise
-            for result in results:
-                done.add(result)
-        for kpi, kpi_plan, gdp_version in plan.kpis:  # KPIs on no dataset of this plan (none today)
-            if ("kpi", safe_name(kpi.id, "contract")) not in done.views:
-                done.add(materialize_kpi(engine, kpi, kpi_plan, gdp_version))
+                for result in results:
+                    done.add(result)
+            for kpi, kpi_plan, gdp_version in plan.kpis:  # KPIs on no dataset of this plan (none today)
+                if ("kpi", safe_name(kpi.id, "contract")) not in done.views:
+                    done.add(_full_kpi(engine, kpi, kpi_plan, gdp_version, kpi_rules))
+        except RuleBlocked as blocked:
+            record_blocked(keel, actor or SYSTEM, tenant_id, blocked)
+            raise
     return done
 
 

@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable, Sequence
 from functools import partial
 
+from sqlglot import exp
+
 from keel.contracts.kpi_sql import KpiPlan
 from keel.contracts.mapping import MappingPlan
 from keel.contracts.model import Contract, Dataset, Layer
@@ -67,9 +69,6 @@ def materialize_gdp(
     transaction by one query: a failing ``block`` rule raises ``RuleBlocked`` (nothing is built),
     rows failing a ``quarantine`` rule move to ``gdp."<table>__v<version>__quarantine"``, ``alert``
     rules are only counted; the counts per rule come back in ``RunResult.rule_results``."""
-    from keel.quality.compile import counts_query, failures, kept, quarantined
-    from keel.quality.errors import RuleBlocked
-
     if contract.layer is not Layer.GDP or contract.dataset(dataset.name) is None:
         raise InvalidInput("dataset", f"'{dataset.name}' is not a dataset of GDP contract {contract.key}")
     name = safe_name(dataset.name, "dataset")
@@ -84,7 +83,6 @@ def materialize_gdp(
             raise InvalidInput(
                 "rules", f"rule {rule.key} checks '{rule.field}', not a field of {dataset.name}"
             )
-    quarantine = table("gdp", f"{target.name}__quarantine")
     outcome: dict[str, dict] = {}
 
     def build() -> Counts:
@@ -92,15 +90,7 @@ def materialize_gdp(
         engine.execute(sql(create_schema("gdp")))
         found = {column.lower(): kind for column, kind in engine.describe(sql(plan.expression))}
         engine.execute(sql(create_table_as(target, conform(plan.expression, dataset, found, engine.dialect))))
-        if rules:
-            _apply_rules(
-                engine, target, quarantine, rules, outcome, counts_query, failures, kept, quarantined
-            )
-            blocked = [r for r in rules if r.on_fail == "block" and outcome[r.rule_id]["failed"]]
-            if blocked:
-                raise RuleBlocked(f"gdp.{target.name}", blocked, outcome)
-        else:
-            engine.execute(sql(drop_table(quarantine)))
+        apply_rules(engine, target, rules, outcome)
         (row,) = engine.dicts(sql(quality_query(target, checks, TYPE_ERROR)))
         # The Raw batches this build holds, read in its snapshot: what a later refresh adds to.
         increments.record(
@@ -113,20 +103,30 @@ def materialize_gdp(
     return dataclasses.replace(result, rule_results=outcome) if outcome else result
 
 
-def _apply_rules(
-    engine, target, quarantine, rules, outcome, counts_query, failures, kept, quarantined
-) -> None:
-    """Count every rule's failures in one scan; move rows failing a quarantine rule aside.
+def apply_rules(engine: Engine, target: exp.Table, rules: Sequence, outcome: dict[str, dict]) -> None:
+    """Count every rule's failures on the built ``target`` in one scan, into ``outcome``; a failing
+    ``block`` rule raises ``RuleBlocked`` (the caller's transaction then rolls back), rows failing a
+    ``quarantine`` rule move aside to ``<target>__quarantine`` (dropped when no rule quarantines).
 
     Row-level rules count failing rows; table-level ones (freshness, row_count, volume_change)
     fail (1) or pass (0) the table, judged on the rows the build publishes, ``volume_change``
     against what the previous successful build of the table published (the build catalog)."""
-    from keel.quality.compile import observations
-    from keel.quality.errors import missing_reference
+    from keel.quality.compile import counts_query, failures, kept, observations, quarantined
+    from keel.quality.errors import RuleBlocked, missing_reference
 
     sql = partial(render, dialect=engine.dialect)
-    for rule in rules:  # a referenced table or field that is not there: say so, not a SQL error
-        if rule.check == "referential_integrity":
+    layer = target.db
+    quarantine = table(layer, f"{target.name}__quarantine")
+    if not rules:
+        engine.execute(sql(drop_table(quarantine)))
+        return
+    columns = [c for c, _ in engine.columns(layer, target.name)]
+    for rule in rules:
+        if rule.field not in columns:  # a KPI's columns are known once it is built
+            raise InvalidInput(
+                "rules", f"rule {rule.key} checks '{rule.field}', not a column of {layer}.{target.name}"
+            )
+        if rule.check == "referential_integrity":  # a missing table or field: say so, not a SQL error
             ref, key = rule.params["dataset"], rule.params["field"]
             if not engine.table_exists("gdp", ref):
                 raise missing_reference(rule, f"gdp.{ref} has no active build")
@@ -134,7 +134,7 @@ def _apply_rules(
                 raise missing_reference(rule, f"gdp.{ref} has no field {key}")
     previous_rows = None
     if any(r.check == "volume_change" for r in rules):
-        earlier = builds(engine, "gdp", target.name.rpartition("__v")[0])
+        earlier = builds(engine, layer, target.name.rpartition("__v")[0])
         previous_rows = int(earlier[-1]["rows"]) if earlier else None
     (row,) = engine.dicts(sql(counts_query(target, rules, previous_rows=previous_rows)))
     checked, failed = failures(row, rules)
@@ -158,7 +158,9 @@ def _apply_rules(
             "failed": failed[rule.rule_id],
             "passed": checked - failed[rule.rule_id],
         }
-    columns = [c for c, _ in engine.columns("gdp", target.name)]
+    blocked = [r for r in rules if r.on_fail == "block" and outcome[r.rule_id]["failed"]]
+    if blocked:
+        raise RuleBlocked(f"{layer}.{target.name}", blocked, outcome)
     if any(r.on_fail == "quarantine" for r in rules):
         engine.execute(sql(create_table_as(quarantine, quarantined(target, columns, rules))))
         if any(r.on_fail == "quarantine" and failed[r.rule_id] for r in rules):
@@ -167,9 +169,15 @@ def _apply_rules(
         engine.execute(sql(drop_table(quarantine)))
 
 
-def materialize_kpi(engine: Engine, contract: Contract, plan: KpiPlan, gdp_table_version: str) -> RunResult:
+def materialize_kpi(
+    engine: Engine, contract: Contract, plan: KpiPlan, gdp_table_version: str, rules: Sequence = ()
+) -> RunResult:
     """Build ``kpi."<kpi>__v<version>"`` (period, dimensions, value) from the KPI query run
-    against the given built version of its GDP table, not whichever one is active."""
+    against the given built version of its GDP table, not whichever one is active.
+
+    ``rules`` (enabled, layer ``kpi``, of this KPI) are checked on the computed rows as
+    ``materialize_gdp`` checks a GDP table's (``apply_rules``): a failing ``block`` rule builds
+    nothing, rows failing a ``quarantine`` rule are withheld from the KPI in its quarantine."""
     if contract.layer is not Layer.KPI or plan.expression is None:
         raise InvalidInput("plan", f"{contract.key} is not a checked KPI contract")
     schema, _, entity = plan.table.rpartition(".")
@@ -179,6 +187,8 @@ def materialize_kpi(engine: Engine, contract: Contract, plan: KpiPlan, gdp_table
     source = table("gdp", versioned(entity, gdp_table_version))
     target = table("kpi", versioned(name, contract.version))
     inputs = (f"gdp.{source.name}",)
+    rules = tuple(rules)
+    outcome: dict[str, dict] = {}
 
     def build() -> Counts:
         if not engine.table_exists("gdp", source.name):
@@ -196,10 +206,12 @@ def materialize_kpi(engine: Engine, contract: Contract, plan: KpiPlan, gdp_table
         sql = partial(render, dialect=engine.dialect)
         engine.execute(sql(create_schema("kpi")))
         engine.execute(sql(create_table_as(target, retarget(plan.expression, plan.table, source))))
+        apply_rules(engine, target, rules, outcome)
         (row,) = engine.rows(sql(count_rows(target)))
         return int(row[0]), 0, 0, {}
 
-    return _run(engine, contract, "kpi", name, target.name, inputs, build, kpi_lineage(plan))
+    result = _run(engine, contract, "kpi", name, target.name, inputs, build, kpi_lineage(plan))
+    return dataclasses.replace(result, rule_results=outcome) if outcome else result
 
 
 def kpi_lineage(plan: KpiPlan) -> dict[str, tuple[tuple[str, str], ...]]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 
 from sqlglot import exp
@@ -38,7 +38,7 @@ from keel.pipeline.conform import TYPE_ERROR, conform
 from keel.pipeline.delta import BATCH, delta_query, not_incremental
 from keel.pipeline.engine import Engine
 from keel.pipeline.errors import EngineError, MaterializationFailed
-from keel.pipeline.materialize import kpi_lineage
+from keel.pipeline.materialize import apply_rules, kpi_lineage
 from keel.pipeline.model import RunResult
 from keel.pipeline.naming import canonical_version, safe_name, versioned
 from keel.pipeline.statements import count_rows, create_table_as, drop_table, render, retarget, table
@@ -62,9 +62,14 @@ def refresh_gdp(
     plan: MappingPlan,
     rules: Sequence = (),
     kpis: Sequence[tuple[Contract, KpiPlan]] = (),
+    kpi_rules: Mapping[str, Sequence] | None = None,
 ) -> list[RunResult]:
     """Add the new Raw batches' rows to ``gdp."<table>__v<version>"`` and recompute the affected
-    periods of ``kpis`` (KPI versions built from this GDP version); one run per table."""
+    periods of ``kpis`` (KPI versions built from this GDP version); one run per table.
+
+    ``kpi_rules`` (KPI name -> its enabled ``kpi`` rules): a KPI with rules is recomputed whole
+    and checked like a full build, since a quarantined period may now pass and a table-level
+    rule judges every period; a KPI is small (periods x dimensions), so that costs little."""
     if contract.layer is not Layer.GDP or contract.dataset(dataset.name) is None:
         raise InvalidInput("dataset", f"'{dataset.name}' is not a dataset of GDP contract {contract.key}")
     if plan.expression is None:
@@ -120,7 +125,9 @@ def refresh_gdp(
                 )
             )  # fmt: skip
             for kpi, kpi_plan in kpis:
-                runs.append(_refresh_kpi(engine, kpi, kpi_plan, target, delta if query is not None else None))
+                checked = (kpi_rules or {}).get(safe_name(kpi.id, "contract"), ())
+                added_rows = delta if query is not None else None
+                runs.append(_refresh_kpi(engine, kpi, kpi_plan, target, added_rows, checked))
             for staged_table in [delta, *staged.values()]:
                 engine.execute(sql(drop_table(staged_table)))
     except EngineError as exc:
@@ -213,9 +220,15 @@ def _merged(engine: Engine, name: str, version: str, new: dict[str, list[str]]) 
 
 
 def _refresh_kpi(
-    engine: Engine, contract: Contract, plan: KpiPlan, gdp: exp.Table, delta: exp.Table | None
+    engine: Engine,
+    contract: Contract,
+    plan: KpiPlan,
+    gdp: exp.Table,
+    delta: exp.Table | None,
+    rules: Sequence = (),
 ) -> RunResult:
-    """Recompute the periods of ``kpi."<kpi>__v<version>"`` that the added GDP rows fall in."""
+    """Recompute the periods of ``kpi."<kpi>__v<version>"`` that the added GDP rows fall in (all
+    of them, checked by ``rules``, when the KPI has rules)."""
     if contract.layer is not Layer.KPI or plan.expression is None:
         raise InvalidInput("plan", f"{contract.key} is not a checked KPI contract")
     sql = partial(render, dialect=engine.dialect)
@@ -229,7 +242,11 @@ def _refresh_kpi(
     period = plan.expression.selects[0].this  # the compiled query's first column is its period
     recomputed = 0
     affected: list = []
-    if delta is not None:
+    outcome: dict[str, dict] = {}
+    if rules:  # every period, checked: a quarantined one may pass now, a table-level rule sees all
+        engine.execute(sql(create_table_as(target, retarget(plan.expression, plan.table, gdp))))
+        apply_rules(engine, target, rules, outcome)
+    elif delta is not None:
         # The KPI query over the added rows, keeping only its distinct periods (filters included).
         touched = retarget(plan.expression, plan.table, delta)
         touched.set("expressions", [exp.alias_(period.copy(), "period", quoted=True)])
@@ -250,11 +267,14 @@ def _refresh_kpi(
         )[0]
     (total,) = engine.rows(sql(count_rows(target)))[0]
     record(engine, "kpi", name, version, target.name, contract.key, inputs, int(total))
+    note = f"{len(affected)} period(s) recomputed"
+    if rules:
+        recomputed, note = total, "all periods recomputed: the KPI has data-quality rules"
     return RunResult(
         layer="kpi", name=name, version=version, table=f"kpi.{target.name}", contract=contract.key,
         inputs=inputs, rows=int(total), error_rows=0, dq_failures=0, started_at=started,
         finished_at=utcnow(), duration_seconds=time.perf_counter() - clock, mode="incremental",
-        delta_rows=int(recomputed), note=f"{len(affected)} period(s) recomputed", lineage=kpi_lineage(plan),
+        delta_rows=int(recomputed), note=note, lineage=kpi_lineage(plan), rule_results=outcome,
     )  # fmt: skip
 
 

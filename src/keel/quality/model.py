@@ -20,7 +20,7 @@ ROW_CHECKS = (
 TABLE_CHECKS = ("freshness", "row_count", "volume_change")
 CHECKS = ROW_CHECKS + TABLE_CHECKS
 ON_FAIL = ("block", "quarantine", "alert")
-LAYERS = ("raw", "gdp")
+LAYERS = ("raw", "gdp", "kpi")
 _RULE_ID = re.compile(r"^[A-Z0-9][A-Z0-9-]{2,79}$")
 _NAME = re.compile(r"^[a-z0-9_]{1,80}$")
 

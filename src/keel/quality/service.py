@@ -130,33 +130,32 @@ def enable(keel, actor: Actor, rule_id: str) -> dict:
         rule = of_row(row)
         if row.enabled:
             return view(row)
-        if True:
-            for other in _enabled_on(uow.conn, rule):
-                reason = conflict(rule, other)
-                if reason:
-                    clash = Conflict(
-                        f"rule {rule.key} conflicts with enabled rule {other.key}: {reason}",
-                        rule_id=rule.rule_id,
-                        conflicts_with=other.rule_id,
-                    )
-                    break
-            else:
-                clash = None
-            if clash is None:
-                uow.conn.execute(
-                    dq_rules.update()
-                    .where(dq_rules.c.rule_id == rule.rule_id, dq_rules.c.version == rule.version)
-                    .values(enabled=True, enabled_by=actor.user_id, enabled_at=utcnow())
-                )
-                uow.record(
-                    "rule.enabled",
-                    actor_id=actor.user_id,
-                    tenant_id=rule.tenant_id,
+        for other in _enabled_on(uow.conn, rule):
+            reason = conflict(rule, other)
+            if reason:
+                clash = Conflict(
+                    f"rule {rule.key} conflicts with enabled rule {other.key}: {reason}",
                     rule_id=rule.rule_id,
-                    version=rule.version,
+                    conflicts_with=other.rule_id,
                 )
-                uow.commit()
-                return view(_current(uow.conn, rule.rule_id))
+                break
+        else:
+            clash = None
+        if clash is None:
+            uow.conn.execute(
+                dq_rules.update()
+                .where(dq_rules.c.rule_id == rule.rule_id, dq_rules.c.version == rule.version)
+                .values(enabled=True, enabled_by=actor.user_id, enabled_at=utcnow())
+            )
+            uow.record(
+                "rule.enabled",
+                actor_id=actor.user_id,
+                tenant_id=rule.tenant_id,
+                rule_id=rule.rule_id,
+                version=rule.version,
+            )
+            uow.commit()
+            return view(_current(uow.conn, rule.rule_id))
     log.warning("data-quality rule conflict: %s", clash.detail)
     with keel.uow() as uow:
         uow.record(
@@ -396,7 +395,8 @@ def _layer(layer: str) -> str:
 
 
 def _quarantine(keel, tenant_id: str, dataset: str, layer: str = "gdp"):
-    """(engine, the table, its quarantine): the active GDP build's, or an ingested Raw table's."""
+    """(engine, the table, its quarantine): the active GDP build's or KPI version's, or an ingested
+    Raw table's."""
     from keel.pipeline import DuckDBEngine, active
     from keel.pipeline.naming import safe_name, versioned
     from keel.pipeline.statements import table
@@ -411,11 +411,11 @@ def _quarantine(keel, tenant_id: str, dataset: str, layer: str = "gdp"):
             raise NotFound("Raw table", name)
         return engine, table("raw", name), table("raw", f"{name}__{SUFFIX}")
     name = safe_name(dataset, "dataset")
-    version = active(engine, "gdp", name)
+    version = active(engine, layer, name)
     if version is None:
-        raise NotFound("active GDP table", name)
+        raise NotFound("active GDP table" if layer == "gdp" else "active KPI", name)
     built = versioned(name, version)
-    return engine, table("gdp", built), table("gdp", f"{built}__quarantine")
+    return engine, table(layer, built), table(layer, f"{built}__quarantine")
 
 
 def list_quarantine(
@@ -482,6 +482,11 @@ def release(
     fixes = dict(fixes or {})
     if false_positive and fixes:
         raise InvalidInput("fixes", "a false positive is released unchanged")
+    if _layer(layer) == "kpi" and not false_positive:
+        # A KPI value is computed: it is corrected by fixing its GDP rows and rebuilding, never edited.
+        raise InvalidInput(
+            "false_positive", "quarantined KPI rows are released only as false positives (unchanged)"
+        )
     if set(fixes) - set(ids):
         raise InvalidInput("fixes", "fixes name rows not being released")
     with keel.uow() as uow:

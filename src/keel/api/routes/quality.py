@@ -44,7 +44,10 @@ class Release(BaseModel):
         default_factory=dict, description="quarantine id -> field -> value"
     )
     false_positive: bool = False
-    layer: Literal["gdp", "raw"] = Field("gdp", description="gdp: the active build's; raw: a Raw table's.")
+    layer: Literal["gdp", "raw", "kpi"] = Field(
+        "gdp",
+        description="gdp: the active build's; raw: a Raw table's; kpi: the active KPI's (false positives).",
+    )
 
 
 @router.post(RULES, status_code=201)
@@ -78,7 +81,9 @@ def list_quarantine(
     tenant_id: str,
     dataset: str,
     page: Page = Depends(),
-    layer: Literal["gdp", "raw"] = Query("gdp", description="gdp: the active build's; raw: a Raw table's."),
+    layer: Literal["gdp", "raw", "kpi"] = Query(
+        "gdp", description="gdp: the active build's; raw: a Raw table's; kpi: the active KPI's."
+    ),
     actor=Depends(current_actor),
     keel=Depends(get_keel),
 ):
