@@ -111,6 +111,31 @@ def test_an_incremental_run_adds_new_batches_and_late_rows_and_is_recorded(shop)
     assert event["mode"] == "incremental" and event["run_ids"] == [gdp["id"], kpi["id"]]
 
 
+def test_a_table_with_unique_and_row_count_rules_still_runs_incrementally(shop) -> None:
+    base = {"layer": "gdp", "dataset": "order", "field": "order_id"}
+    rules = [
+        base | {"rule_id": "GDP-ORDER-ID-UNIQUE", "check": "unique", "on_fail": "block"},
+        base
+        | {"rule_id": "GDP-ORDER-ENOUGH", "check": "row_count", "params": {"min": 4}, "on_fail": "alert"},
+    ]
+    for rule in rules:
+        _ok(shop.post("SS", f"{API}/quality-rules", rule), 201)
+        _ok(shop.post("PA", f"{API}/quality-rules/{rule['rule_id']}/enable"))
+    _ok(_run(shop), 201)
+    _land(shop, LATE)
+
+    gdp, _ = _ok(_run(shop), 201)["runs"]
+
+    assert (gdp["mode"], gdp["delta_rows"], gdp["rows"]) == ("incremental", 2, 5)
+    applied = {e["payload"]["rule_id"]: e["payload"] for e in shop.events("rule.applied")[-2:]}
+    assert (applied["GDP-ORDER-ID-UNIQUE"]["checked"], applied["GDP-ORDER-ID-UNIQUE"]["failed"]) == (2, 0)
+    assert (applied["GDP-ORDER-ENOUGH"]["failed"], applied["GDP-ORDER-ENOUGH"]["observed"]) == (0, "5")
+    _land(shop, [FIRST[0] | {"amount": "1.00"}])  # O-1 again: the unique rule blocks the run
+    blocked = _run(shop)
+    assert blocked.status_code == 409 and "GDP-ORDER-ID-UNIQUE" in blocked.json()["detail"]
+    assert _values(shop) == _expected(FIRST + LATE)
+
+
 def test_a_full_run_on_demand_recomputes_the_same_figures(shop) -> None:
     _ok(_run(shop), 201)
     _land(shop, LATE)

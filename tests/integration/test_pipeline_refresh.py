@@ -214,14 +214,64 @@ def test_a_mapping_whose_old_rows_could_change_is_not_refreshed(engine, mapping,
         refresh_gdp(engine, *gdp_version("1.0.0", mapping))
 
 
+def test_a_counting_unique_rule_judges_the_added_rows_against_the_whole_table(engine) -> None:
+    rules = [_unique_order_id("alert")]
+    built(engine, rules)
+    again = orders(1)[0] | {"amount": "1.00"}  # o-0001 again, and o-5000 twice within the batch
+    twice = orders(1, start=5000)[0]
+    land(engine.path, [again, twice, twice | {"amount": "2.00"}, orders(1, start=5001)[0]])
+
+    (gdp, _) = refresh(engine, rules)
+
+    assert gdp.mode == "incremental" and gdp.delta_rows == 4
+    assert gdp.rule_results["GDP-ORDER-ID-UNIQUE"] == {
+        "version": 1, "on_fail": "alert", "checked": 4, "failed": 3, "passed": 1,
+    }  # fmt: skip
+    rebuilt = materialize_gdp(engine, *gdp_version("1.0.0", GOOD), rules=rules)
+    # a rebuild counts every copy: the o-0001 built earlier too, so one more than the refresh
+    assert rebuilt.rule_results["GDP-ORDER-ID-UNIQUE"]["failed"] == 4
+
+
+def test_a_counting_unique_rule_that_blocks_stops_a_refresh_on_a_key_already_built(engine) -> None:
+    rules = [_unique_order_id("block")]
+    built(engine, rules)
+    values = kpi_values(engine, KPI_V1[0].id)
+    land(engine.path, [orders(1)[0] | {"amount": "1.00"}])
+
+    with pytest.raises(RuleBlocked, match=r"gdp\.order__v1_0_0"):
+        refresh(engine, rules)
+    assert len(table_rows(engine, 'gdp."order__v1_0_0"')) == 240
+    assert kpi_values(engine, KPI_V1[0].id) == values
+
+
+def test_table_level_rules_judge_the_whole_table_once_the_new_rows_are_in(engine) -> None:
+    cap = _spec("row_count", "block") | {"rule_id": "GDP-ORDER-AT-MOST-250", "params": {"max": 250}}
+    steady = _spec("volume_change", "alert") | {"rule_id": "GDP-ORDER-STEADY", "params": {"max_percent": 3}}
+    rules = [rule(**cap, enabled=True), rule(**steady, enabled=True)]
+    built(engine, rules)
+    land(engine.path, orders(8, start=7000))  # 248 rows: 3.3 % more than the 240 built
+
+    (gdp, _) = refresh(engine, rules)
+
+    assert gdp.mode == "incremental"
+    cap, steady = gdp.rule_results["GDP-ORDER-AT-MOST-250"], gdp.rule_results["GDP-ORDER-STEADY"]
+    assert (cap["level"], cap["failed"], cap["observed"]) == ("table", 0, "248")
+    assert (steady["failed"], steady["previous_rows"], steady["observed"]) == (1, 240, "248")
+    land(engine.path, orders(3, start=7100))  # 251 rows: the cap blocks, nothing changes
+    with pytest.raises(RuleBlocked, match="GDP-ORDER-AT-MOST-250"):
+        refresh(engine, rules)
+    assert len(table_rows(engine, 'gdp."order__v1_0_0"')) == 248
+
+
 def test_changed_rules_never_built_and_removed_batches_need_a_full_rebuild(engine) -> None:
     with pytest.raises(NotIncremental, match="no record of which batches"):
         refresh(engine)
     built(engine)
     with pytest.raises(NotIncremental, match="rules changed"):
         refresh(engine, [_not_null_amount("alert")])
-    with pytest.raises(NotIncremental, match="looks beyond its own row"):
-        refresh(engine, [rule(**_spec("unique", "alert"), enabled=True)])
+    for wide in (_unique_order_id("quarantine"), _spec_rule("referential_integrity", "alert")):
+        with pytest.raises(NotIncremental, match="looks beyond its own row"):
+            refresh(engine, [wide])
     RawStore(engine.path).drop_source(SOURCE, "shop")
     land(engine.path, orders(5, start=6000))
     with pytest.raises(NotIncremental, match="were removed"):
@@ -246,6 +296,18 @@ def _spec(check: str, on_fail: str) -> dict:
         "rule_id": "GDP-ORDER-AMOUNT-NOT-NULL", "layer": "gdp", "dataset": "order", "field": "amount",
         "check": check, "on_fail": on_fail,
     }  # fmt: skip
+
+
+def _spec_rule(check: str, on_fail: str):
+    params = {"dataset": "customer", "field": "customer"} if check == "referential_integrity" else {}
+    return rule(**_spec(check, on_fail) | {"rule_id": f"GDP-ORDER-{check.upper().replace('_', '-')}"},
+                params=params, enabled=True)  # fmt: skip
+
+
+def _unique_order_id(on_fail: str):
+    return rule(
+        **_spec("unique", on_fail) | {"rule_id": "GDP-ORDER-ID-UNIQUE", "field": "order_id"}, enabled=True
+    )
 
 
 def _not_null_amount(on_fail: str):

@@ -111,8 +111,8 @@ def apply_rules(engine: Engine, target: exp.Table, rules: Sequence, outcome: dic
     Row-level rules count failing rows; table-level ones (freshness, row_count, volume_change)
     fail (1) or pass (0) the table, judged on the rows the build publishes, ``volume_change``
     against what the previous successful build of the table published (the build catalog)."""
-    from keel.quality.compile import counts_query, failures, kept, observations, quarantined
-    from keel.quality.errors import RuleBlocked, missing_reference
+    from keel.quality.compile import kept, quarantined
+    from keel.quality.errors import missing_reference
 
     sql = partial(render, dialect=engine.dialect)
     layer = target.db
@@ -132,41 +132,58 @@ def apply_rules(engine: Engine, target: exp.Table, rules: Sequence, outcome: dic
                 raise missing_reference(rule, f"gdp.{ref} has no active build")
             if key not in {c for c, _ in engine.columns("gdp", ref)}:
                 raise missing_reference(rule, f"gdp.{ref} has no field {key}")
-    previous_rows = None
-    if any(r.check == "volume_change" for r in rules):
-        earlier = builds(engine, layer, target.name.rpartition("__v")[0])
-        previous_rows = int(earlier[-1]["rows"]) if earlier else None
-    (row,) = engine.dicts(sql(counts_query(target, rules, previous_rows=previous_rows)))
-    checked, failed = failures(row, rules)
-    observed = observations(row, rules)
-    for rule in rules:
-        if rule.table_level:
-            outcome[rule.rule_id] = {
-                "version": rule.version,
-                "on_fail": rule.on_fail,
-                "level": "table",
-                "checked": 1,
-                "failed": failed[rule.rule_id],
-                "passed": 1 - failed[rule.rule_id],
-                "observed": observed[rule.rule_id],
-            } | ({"previous_rows": previous_rows} if rule.check == "volume_change" else {})
-            continue
-        outcome[rule.rule_id] = {
-            "version": rule.version,
-            "on_fail": rule.on_fail,
-            "checked": checked,
-            "failed": failed[rule.rule_id],
-            "passed": checked - failed[rule.rule_id],
-        }
-    blocked = [r for r in rules if r.on_fail == "block" and outcome[r.rule_id]["failed"]]
-    if blocked:
-        raise RuleBlocked(f"{layer}.{target.name}", blocked, outcome)
+    failed = judge(engine, target, rules, outcome)
     if any(r.on_fail == "quarantine" for r in rules):
         engine.execute(sql(create_table_as(quarantine, quarantined(target, columns, rules))))
         if any(r.on_fail == "quarantine" and failed[r.rule_id] for r in rules):
             engine.execute(sql(create_table_as(target, kept(target, columns, rules))))
     else:
         engine.execute(sql(drop_table(quarantine)))
+
+
+def judge(
+    engine: Engine,
+    target: exp.Table,
+    rules: Sequence,
+    outcome: dict[str, dict],
+    *,
+    added_to: exp.Table | None = None,
+) -> dict[str, int]:
+    """Count ``rules``' failures on ``target`` in one scan into ``outcome`` (by rule id) and return
+    the failures per rule id; a failing ``block`` rule raises ``RuleBlocked``. Table-level rules
+    are judged on the rows no quarantine rule takes out, ``volume_change`` against the previous
+    successful build of the table (``<name>__v<version>``: the build catalog's last of ``name``).
+
+    ``added_to``: ``target`` holds rows being added to that table (an incremental run), which a
+    counted ``unique`` value must not repeat either, and which a block is reported against."""
+    from keel.quality.compile import counts_query, failures, observations
+    from keel.quality.errors import RuleBlocked
+
+    layer = target.db
+    previous_rows = None
+    if any(r.check == "volume_change" for r in rules):
+        earlier = builds(engine, layer, target.name.rpartition("__v")[0])
+        previous_rows = int(earlier[-1]["rows"]) if earlier else None
+    query = counts_query(target, rules, previous_rows=previous_rows, keys_from=added_to)
+    (row,) = engine.dicts(render(query, engine.dialect))
+    checked, failed = failures(row, rules)
+    observed = observations(row, rules)
+    for rule in rules:
+        failing = failed[rule.rule_id]
+        result = {"version": rule.version, "on_fail": rule.on_fail}
+        if rule.table_level:  # the table fails (1) or passes (0)
+            result |= {"level": "table", "checked": 1, "failed": failing, "passed": 1 - failing}
+            result["observed"] = observed[rule.rule_id]
+            if rule.check == "volume_change":
+                result["previous_rows"] = previous_rows
+        else:
+            result |= {"checked": checked, "failed": failing, "passed": checked - failing}
+        outcome[rule.rule_id] = result
+    blocked = [r for r in rules if r.on_fail == "block" and failed[r.rule_id]]
+    if blocked:
+        subject = added_to if added_to is not None else target
+        raise RuleBlocked(f"{subject.db}.{subject.name}", blocked, outcome)
+    return failed
 
 
 def materialize_kpi(

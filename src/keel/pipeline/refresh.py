@@ -13,8 +13,10 @@ When rows built earlier could change, a refresh cannot be right and raises
 ``NotIncremental`` naming why; the caller then rebuilds in full. That is the case
 when the version was never built (or built before batches were recorded), an input
 is not an ingested Raw table, batches were removed from an input, the enabled
-data-quality rules changed, a rule looks beyond its own row, or the mapping is not
-a select-project-join (``delta.not_incremental``).
+data-quality rules changed, a rule looks beyond its own row in a way a refresh cannot
+follow (``_refreshable``), or the mapping is not a select-project-join
+(``delta.not_incremental``). Table-level rules judge the whole table once the new rows
+are in; a counting ``unique`` rule judges the new rows against the whole table.
 """
 
 from __future__ import annotations
@@ -38,13 +40,24 @@ from keel.pipeline.conform import TYPE_ERROR, conform
 from keel.pipeline.delta import BATCH, delta_query, not_incremental
 from keel.pipeline.engine import Engine
 from keel.pipeline.errors import EngineError, MaterializationFailed
-from keel.pipeline.materialize import apply_rules, kpi_lineage
+from keel.pipeline.materialize import apply_rules, judge, kpi_lineage
 from keel.pipeline.model import RunResult
 from keel.pipeline.naming import canonical_version, safe_name, versioned
 from keel.pipeline.statements import count_rows, create_table_as, drop_table, render, retarget, table
 
 # Rules judged on a row alone: a row added later cannot change how earlier rows fared.
 ROW_LOCAL = frozenset({"not_null", "accepted_values", "range", "regex", "custom_sql"})
+
+
+def _refreshable(rule) -> bool:
+    """Whether a refresh can apply ``rule`` and agree with a full build: a row-local rule on the
+    added rows, a table-level one on the table once they are in, a ``unique`` rule that only
+    counts on the added rows against the table. A quarantining ``unique`` rule would have to move
+    the earlier row too, and ``referential_integrity`` depends on another table, which may have
+    changed under earlier rows."""
+    if rule.check in ROW_LOCAL or rule.table_level:
+        return True
+    return rule.check == "unique" and rule.on_fail != "quarantine"
 
 
 class NotIncremental(Exception):
@@ -100,6 +113,7 @@ def refresh_gdp(
                 engine.execute(sql(exp.insert(exp.select("*").from_(delta.copy()), target.copy())))
                 (row,) = engine.dicts(sql(quality_query(delta, checks, TYPE_ERROR, keys_from=target)))
                 added, error_rows, failing, per_check = counts(row, checks)
+            outcome |= _judge_table(engine, target, rules)
             earlier = build_of(engine, "gdp", name, version)
             if earlier is not None:  # the recorded count plus what was added: no scan of the table
                 total = int(earlier["rows"]) + added
@@ -160,28 +174,33 @@ def _stage(engine: Engine, target: exp.Table, new: dict[str, list[str]]) -> dict
 
 
 def _judge(engine: Engine, target: exp.Table, delta: exp.Table, rules: Sequence) -> dict[str, dict]:
-    """Apply the rules to the added rows: a failing ``block`` rule raises ``RuleBlocked`` (the
+    """Apply the row-level rules to the added rows (a counted ``unique`` value must not repeat
+    among them or be in the table already): a failing ``block`` rule raises ``RuleBlocked`` (the
     transaction then rolls back), rows failing a ``quarantine`` rule move to the table's
-    quarantine; the counts per rule."""
-    from keel.quality.compile import counts_query, failures, kept, quarantined
-    from keel.quality.errors import RuleBlocked
+    quarantine; the counts per rule. Table-level rules wait for ``_judge_table``."""
+    from keel.quality.compile import kept, quarantined
 
+    on_rows = [r for r in rules if not r.table_level]
+    if not on_rows:
+        return {}
     sql = partial(render, dialect=engine.dialect)
-    columns = [c for c, _ in engine.columns("gdp", delta.name)]
-    (row,) = engine.dicts(sql(counts_query(delta, rules)))
-    checked, failed = failures(row, rules)
-    outcome = {}
-    for rule in rules:
-        failing = failed[rule.rule_id]
-        outcome[rule.rule_id] = {"version": rule.version, "on_fail": rule.on_fail, "checked": checked,
-                                 "failed": failing, "passed": checked - failing}  # fmt: skip
-    blocked = [r for r in rules if r.on_fail == "block" and failed[r.rule_id]]
-    if blocked:
-        raise RuleBlocked(f"gdp.{target.name}", blocked, outcome)
-    if any(r.on_fail == "quarantine" and failed[r.rule_id] for r in rules):
+    outcome: dict[str, dict] = {}
+    failed = judge(engine, delta, on_rows, outcome, added_to=target)
+    if any(r.on_fail == "quarantine" and failed[r.rule_id] for r in on_rows):
+        columns = [c for c, _ in engine.columns("gdp", delta.name)]
         quarantine = table("gdp", f"{target.name}__quarantine")
-        engine.execute(sql(exp.insert(quarantined(delta, columns, rules), quarantine)))
-        engine.execute(sql(create_table_as(delta, kept(delta, columns, rules))))
+        engine.execute(sql(exp.insert(quarantined(delta, columns, on_rows), quarantine)))
+        engine.execute(sql(create_table_as(delta, kept(delta, columns, on_rows))))
+    return outcome
+
+
+def _judge_table(engine: Engine, target: exp.Table, rules: Sequence) -> dict[str, dict]:
+    """Judge the table-level rules on the whole table once the added rows are in, exactly as a
+    full build judges the table it publishes; a failing ``block`` one raises ``RuleBlocked``."""
+    outcome: dict[str, dict] = {}
+    on_table = [r for r in rules if r.table_level]
+    if on_table:
+        judge(engine, target, on_table, outcome)
     return outcome
 
 
@@ -192,7 +211,7 @@ def _new_batches(
     reason = not_incremental(plan.expression)
     if reason:
         raise NotIncremental(reason)
-    wide = sorted({r.key for r in rules if r.check not in ROW_LOCAL})
+    wide = sorted({r.key for r in rules if not _refreshable(r)})
     if wide:
         raise NotIncremental(f"rule {', '.join(wide)} looks beyond its own row")
     state = increments.state_of(engine, name, version)

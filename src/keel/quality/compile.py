@@ -138,13 +138,16 @@ def counts_query(
     *,
     now: dt.datetime | None = None,
     previous_rows: int | None = None,
+    keys_from: exp.Table | None = None,
 ) -> exp.Select:
     """One row from one scan of ``source``: ``rows``; ``r<i>``, the rows breaking row-level rule
     i, or 1/0 for a table-level rule; ``o<i>``, what a table-level rule judged; ``kept_rows``, the
     rows no ``quarantine`` rule takes out (what ``row_count`` and ``volume_change`` judge).
 
     ``now`` dates ``freshness`` (default: the clock); ``previous_rows`` is what the previous
-    successful build of the table published (``volume_change``; None: there was none)."""
+    successful build of the table published (``volume_change``; None: there was none).
+    ``keys_from``: the table ``source``'s rows are being added to (an incremental run), where a
+    counted ``unique`` value also repeats when it is already there."""
     now = now or utcnow()
     marks = _quarantining(rules)
     table_level = [i for i, r in enumerate(rules) if r.table_level]
@@ -167,7 +170,7 @@ def counts_query(
             )
             counted.append(exp.alias_(_observed(rule, kept_rows), f"o{i}", quoted=True))
         elif i in grouped:
-            counted.append(exp.alias_(_repeated_rows(source, rule), f"r{i}", quoted=True))
+            counted.append(exp.alias_(_repeated_rows(source, rule, keys_from), f"r{i}", quoted=True))
         else:
             when = exp.Case(ifs=[exp.If(this=_flag(i), true=exp.Literal.number(1))])
             counted.append(exp.alias_(exp.Count(this=when), f"r{i}", quoted=True))
@@ -181,10 +184,12 @@ def counts_query(
     ).from_(_flagged(source, through, rules, grouped) if flagged else source.copy())
 
 
-def _repeated_rows(source: exp.Table, rule: Rule) -> exp.Expr:
+def _repeated_rows(source: exp.Table, rule: Rule, keys_from: exp.Table | None = None) -> exp.Expr:
     """``(SELECT SUM(n) FROM (SELECT COUNT(*) AS n ... GROUP BY field HAVING COUNT(*) > 1))``: the
-    rows whose (non-NULL) ``field`` value another row repeats."""
+    rows whose (non-NULL) ``field`` value another row repeats (of ``source``, or of ``keys_from``)."""
     column = exp.column(rule.field, quoted=True)
+    if keys_from is not None:
+        return _repeated_added_rows(source, rule, keys_from)
     groups = (
         exp.select(exp.alias_(exp.Count(this=exp.Star()), "n", quoted=True))
         .from_(source.copy())
@@ -197,6 +202,31 @@ def _repeated_rows(source: exp.Table, rule: Rule) -> exp.Expr:
         exp.Coalesce(this=exp.Sum(this=exp.column("n", quoted=True)), expressions=[exp.Literal.number(0)])
     )
     return exp.Subquery(this=total.from_(groups))
+
+
+def _repeated_added_rows(source: exp.Table, rule: Rule, keys_from: exp.Table) -> exp.Expr:
+    """The rows of ``source`` whose ``field`` value repeats in ``source`` or is in ``keys_from``:
+    a hash of ``source``'s (few) values probed by one scan of ``keys_from``'s column, never the
+    other way round."""
+    column = exp.column(rule.field, quoted=True)
+    present = exp.not_(column.copy().is_(exp.null()))
+    own = exp.select(column.copy()).from_(source.copy()).where(present.copy())
+    twice = (
+        own.copy()
+        .group_by(column.copy())
+        .having(exp.GT(this=exp.Count(this=exp.Star()), expression=exp.Literal.number(1)))
+    )
+    there = (
+        exp.select(column.copy())
+        .from_(keys_from.copy())
+        .where(exp.In(this=column.copy(), query=exp.Subquery(this=own.copy())))
+    )
+    repeated = exp.or_(
+        exp.In(this=column.copy(), query=exp.Subquery(this=twice)),
+        exp.In(this=column.copy(), query=exp.Subquery(this=there)),
+    )
+    counted = exp.select(exp.Count(this=exp.Star())).from_(source.copy()).where(present, repeated)
+    return exp.Subquery(this=counted)
 
 
 def failures(row: Mapping[str, int], rules: Sequence[Rule]) -> tuple[int, dict[str, int]]:
