@@ -8,12 +8,15 @@ alert fires, and essential actions still run.
 
 from __future__ import annotations
 
-from datetime import timedelta
+import time
+from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 
-from keel.kernel.clock import utcnow
-from keel.store.tables import ingestion_runs, metric_samples
+from keel.guardrails.service import spend_today
+from keel.kernel.clock import set_clock, utcnow
+from keel.store.tables import ingestion_runs, metric_samples, pipeline_runs
 
 API = "/api/v1"
 COST_CAP_DAILY = {
@@ -24,14 +27,26 @@ COST_CAP_DAILY = {
 }
 
 
-def _record_run(world, tenant_id, hours: float):
+@pytest.fixture(autouse=True)
+def _midday():
+    """Today's spend counts what ran since midnight: the clock runs from noon (UTC) of today, so
+    a run that lasted an hour up to "now" is inside today whenever the suite runs. Autouse, so
+    it is set before ``world`` issues tokens."""
+    noon = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    began = time.monotonic()
+    set_clock(lambda: noon + timedelta(seconds=time.monotonic() - began))
+    yield
+    set_clock(None)
+
+
+def _record_run(world, tenant_id, hours: float, *, finished: datetime | None = None, suffix: str = ""):
     """A real ingestion run row as the ingestion service writes it, lasting ``hours``."""
-    finished = utcnow()
+    finished = finished or utcnow()
     with world.keel.engine.begin() as conn:
         conn.execute(
             ingestion_runs.insert().values(
-                id=f"ING-T-{tenant_id[-6:]}", tenant_id=tenant_id, source_id="SRC-T", stream="invoices",
-                kind="sync", status="SUCCEEDED", rows=10, batches=1, skipped=0, attempts=1,
+                id=f"ING-T-{tenant_id[-6:]}{suffix}", tenant_id=tenant_id, source_id="SRC-T",
+                stream="invoices", kind="sync", status="SUCCEEDED", rows=10, batches=1, skipped=0, attempts=1,
                 started_by="test", started_at=finished - timedelta(hours=hours), finished_at=finished,
             )
         )  # fmt: skip
@@ -94,3 +109,31 @@ def test_the_spend_of_today_shows_compute_storage_and_the_ratio_to_the_cap(world
     assert {"compute_hours", "storage_footprint_gb", "spend_to_budget_ratio"} <= names
     assert world.get("acme:TA", f"{API}/tenants/{acme}/spend").status_code == 200
     assert world.get("globex:TA", f"{API}/tenants/{acme}/spend").status_code in (403, 404)
+
+
+def test_a_run_across_midnight_counts_only_its_part_inside_today(world):
+    acme = world.tenants["acme"]
+    midnight = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+    _record_run(world, acme, hours=2.0, finished=midnight + timedelta(minutes=30))  # 1.5 h yesterday
+    _record_run(world, acme, hours=1.0, finished=midnight - timedelta(hours=3), suffix="-Y")  # yesterday's
+    with world.keel.engine.begin() as conn:  # a pipeline run of 20 minutes ending 10 minutes past
+        conn.execute(
+            pipeline_runs.insert().values(
+                id="PLR-T-MIDNIGHT", tenant_id=acme, layer="gdp", name="invoice",
+                contract="GDP-INVOICE@1.0.0", version="1.0.0", table_name="gdp.invoice__v1_0_0", inputs=[],
+                rows=1, error_rows=0,
+                dq_failures=0, duration_seconds=1200.0, purpose="build", run_by="test", mode="full",
+                batches=[], started_at=midnight - timedelta(minutes=10),
+                finished_at=midnight + timedelta(minutes=10),
+            )
+        )  # fmt: skip
+
+    with world.keel.engine.begin() as conn:
+        early = spend_today(world.keel, conn, acme, now=midnight + timedelta(minutes=20))
+        later = spend_today(world.keel, conn, acme, now=midnight + timedelta(hours=6))
+        before = spend_today(world.keel, conn, acme, now=midnight - timedelta(minutes=1))
+
+    assert abs(early["compute_hours"] - (20 + 10) / 60) < 1e-6  # 20 min of the first, 10 of the second
+    assert abs(later["compute_hours"] - (30 + 10) / 60) < 1e-6
+    # at 23:59 the day before: 89 min of the first (from 22:30), the hour at 20:00, 9 min of the last
+    assert abs(before["compute_hours"] - (89 + 60 + 9) / 60) < 1e-6

@@ -429,25 +429,32 @@ def _count(conn, guardrail_id: str, tenant_id: str, day: str, *, uses=0, rows=0,
 
 
 # Spend ----------------------------------------------------------------------------------------
+def _inside(begin: datetime, end: datetime, start: datetime, now: datetime) -> float:
+    """The seconds of ``[begin, end]`` that fall within ``[start, now]``."""
+    return max((min(end, now) - max(begin, start)) / timedelta(seconds=1), 0.0)
+
+
 def spend_today(keel, conn, tenant_id: str, now: datetime | None = None) -> dict:
-    """Today's (UTC) spend: compute of today's runs and a day of the data plane's current size."""
+    """Today's (UTC) spend: the compute spent since midnight (the part of each run inside today,
+    so a run across midnight counts on both days) and a day of the data plane's current size."""
     now = now or utcnow()
     start = datetime.combine(now.date(), time.min, tzinfo=now.tzinfo)
     seconds = 0.0
-    for (duration,) in conn.execute(
-        sa.select(pipeline_runs.c.duration_seconds).where(
-            pipeline_runs.c.tenant_id == tenant_id, pipeline_runs.c.started_at >= start
+    for finished, duration in conn.execute(
+        sa.select(pipeline_runs.c.finished_at, pipeline_runs.c.duration_seconds).where(
+            pipeline_runs.c.tenant_id == tenant_id, pipeline_runs.c.finished_at >= start
         )
     ):
         if isinstance(duration, int | float) and not isinstance(duration, bool):
-            seconds += max(float(duration), 0.0)
+            end = as_utc(finished)  # a run's compute is the ``duration`` that ended then
+            seconds += _inside(end - timedelta(seconds=max(float(duration), 0.0)), end, start, now)
     for started, finished in conn.execute(
         sa.select(ingestion_runs.c.started_at, ingestion_runs.c.finished_at).where(
-            ingestion_runs.c.tenant_id == tenant_id, ingestion_runs.c.started_at >= start
+            ingestion_runs.c.tenant_id == tenant_id,
+            sa.or_(ingestion_runs.c.finished_at.is_(None), ingestion_runs.c.finished_at >= start),
         )
     ):
-        end = as_utc(finished) if finished else now
-        seconds += max((end - as_utc(started)) / timedelta(seconds=1), 0.0)
+        seconds += _inside(as_utc(started), as_utc(finished) if finished else now, start, now)
     storage_bytes = keel.dataplanes.size_bytes(tenant_id) if keel.dataplanes.exists(tenant_id) else 0
     compute_hours = seconds / 3600
     storage_gb = storage_bytes / GB
