@@ -15,6 +15,18 @@ REGION = re.compile(r"^[a-z]{2}-[a-z]+-\d$|^[a-z][a-z0-9-]{1,39}$")
 ACTION = re.compile(r"^[a-z-]+:[A-Za-z]+$")
 ENFORCEMENTS = ("block", "alert")
 ON_BREACH = ("block_non_essential_actions", "alert_only")
+# What an action quota without an ``actions`` list counts: governed actions, the ones workflows
+# take on a tenant's source systems, not the platform's own work (pipeline runs, exports, replays).
+GOVERNED_ACTIONS = "workflow:"
+
+
+def quota_counts(spec: Mapping[str, Any], action: str) -> bool:
+    """Whether an ``action_quota`` with ``spec`` counts ``action``: a listed one, or with no list
+    a governed action (``workflow:*``)."""
+    listed = spec.get("actions")
+    return action in listed if listed else action.startswith(GOVERNED_ACTIONS)
+
+
 EXPORT_FIELDS = ("max_rows_per_export", "max_bytes_per_export", "max_rows_per_day", "max_bytes_per_day")
 COMMON = ("guardrail_id", "policy_id", "kind", "description", "tenant_scope", "scope", "tenant_id")
 FIELDS = {

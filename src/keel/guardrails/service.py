@@ -12,11 +12,12 @@ caller can commit the evidence it recorded in ``uow`` (``policy.enforced`` or, f
 guardrail in a UTC day) and then raise ``decision.error()``. ``enforce`` does exactly that in a
 unit of work of its own: the refusal is evidenced even though the request fails.
 
-Kinds: ``action_quota`` counts each allowed use per tenant per UTC day and refuses the use past
-``quota_per_day``; ``residency`` refuses a region outside ``allowed_regions`` or other than the
-tenant's declared one; ``export_limit`` refuses an export over its per-export or per-day rows or
-bytes; ``spend_cap`` refuses non-essential actions once today's spend passes the cap. A guardrail
-with ``enforcement=alert`` (``on_breach=alert_only``) evidences and alerts but allows.
+Kinds: ``action_quota`` counts each allowed use of its ``actions`` (by default the governed
+``workflow:*`` actions) per tenant per UTC day and refuses the use past ``quota_per_day``;
+``residency`` refuses a region outside ``allowed_regions`` or other than the tenant's declared
+one; ``export_limit`` refuses an export over its per-export or per-day rows or bytes;
+``spend_cap`` refuses non-essential actions once today's spend passes the cap. A guardrail with
+``enforcement=alert`` (``on_breach=alert_only``) evidences and alerts but allows.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import sqlalchemy as sa
 
 from keel.authz.engine import Resource
 from keel.guardrails.errors import GuardrailBreached
-from keel.guardrails.model import Guardrail, validate
+from keel.guardrails.model import Guardrail, quota_counts, validate
 from keel.identity.actor import Actor
 from keel.kernel.clock import as_utc, utcnow
 from keel.kernel.errors import InvalidInput, NotFound
@@ -303,8 +304,7 @@ def _check(
 ) -> tuple[str | None, dict | None]:
     """(why the action breaches ``rail`` or None, what to count when it is allowed)."""
     if rail.kind == "action_quota":
-        actions = spec.get("actions")
-        if actions and decision.action not in actions:
+        if not quota_counts(spec, decision.action):
             return None, None
         used = _usage(conn, rail.guardrail_id, tenant.id, day)
         if used.uses >= spec["quota_per_day"]:

@@ -39,3 +39,20 @@ def test_actions_outside_a_quotas_list_are_not_counted(world):
             evaluate(keel, uow, world.actors["PA"], acme, "kpi:Export", essential=False) for _ in range(3)
         ]
     assert all(d.allowed for d in decisions)
+
+
+def test_a_quota_without_an_action_list_counts_governed_actions_only(world):
+    """ACT-QUOTA-01 as the story writes it ("high-risk actions") names no actions: it counts the
+    workflow actions taken on source systems, never the platform's own pipeline runs or exports."""
+    keel, acme = world.keel, world.tenants["acme"]
+    guardrails.define(keel, world.actors["SA"], {"guardrail_id": "ACT-QUOTA-04", "quota_per_day": 1})
+    guardrails.enable(keel, world.actors["PA"], "ACT-QUOTA-04")
+    with keel.uow() as uow:
+        own = [
+            evaluate(keel, uow, world.actors["PA"], acme, action, essential=False)
+            for action in ("pipeline:Run", "kpi:Export", "ingestion:Replay", "pipeline:Run")
+        ]
+        first = evaluate(keel, uow, world.actors["PA"], acme, "workflow:Execute", essential=False)
+        second = evaluate(keel, uow, world.actors["PA"], acme, "workflow:Rollback", essential=False)
+    assert all(d.allowed for d in own) and first.allowed
+    assert not second.allowed and second.guardrail_id == "ACT-QUOTA-04"
