@@ -317,6 +317,7 @@ PROBES: dict[tuple[str, str], Probe] = {
         "tenant", body={"action": "workflow:Execute"}
     ),
     ("GET", f"{API}/tenants/{{tenant_id}}/spend"): Probe("tenant"),
+    ("GET", f"{API}/policy-events"): Probe("object", query={"tenant_id": "{tenant_id}"}),
     # -- issue 5: housekeeping
     # retention policies are the platform's (tenant personas define, approve or assign none, and see
     # only those assigned to their own tenant); holds, runs and compactions are refused on the tenant

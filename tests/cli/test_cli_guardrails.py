@@ -34,3 +34,7 @@ def test_a_quota_is_defined_enabled_and_refuses_past_its_limit(cli, world):
     assert [g["guardrail_id"] for g in listed] == ["ACT-QUOTA-01"]
     assert first["allowed"] is True
     assert second.exit_code != 0 and "ACT-QUOTA-01" in second.output
+    board = cli.json("guardrail", "events", "--tenant", acme, token=t["SRE"])
+    assert board["enforcements"] == [
+        {"guardrail_id": "ACT-QUOTA-01", "outcome": "blocked", "tenant_id": acme, "count": 1}
+    ]

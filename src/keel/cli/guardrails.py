@@ -94,3 +94,16 @@ def spend(ctx: typer.Context, tenant: Annotated[str, typer.Option("--tenant", he
     """Today's spend of a tenant and its ratio to each enabled spend cap."""
     state = state_of(ctx)
     render.show(state, state.api().get(f"/api/v1/tenants/{tenant}/spend"), title="Spend today")
+
+
+@app.command("events")
+def events(
+    ctx: typer.Context,
+    tenant: Annotated[str | None, typer.Option("--tenant", help="One tenant's events.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="ISO 8601 (default: 24 hours ago).")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="ISO 8601 (default: now).")] = None,
+) -> None:
+    """The policy-events dashboard: enforcements, rule outcomes and the newest refusals (04)."""
+    state = state_of(ctx)
+    params = {k: v for k, v in (("tenant_id", tenant), ("since", since), ("until", until)) if v}
+    render.show(state, state.api().get("/api/v1/policy-events", params=params), title="Policy events")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -10,7 +11,7 @@ from pydantic import Field
 from keel.api.deps import Page, current_actor, get_keel
 from keel.api.idempotency import idempotent
 from keel.api.models import Body
-from keel.guardrails import service
+from keel.guardrails import events, service
 
 router = APIRouter(tags=["guardrails"])
 GUARDRAIL = "/guardrails/{guardrail_id}"
@@ -98,3 +99,18 @@ def evaluate(tenant_id: str, body: GuardrailEvaluation, actor=Depends(current_ac
 def spend(tenant_id: str, actor=Depends(current_actor), keel=Depends(get_keel)):
     """Today's spend (compute and storage) and its ratio to each enabled spend cap."""
     return service.tenant_spend(keel, actor, tenant_id)
+
+
+@router.get("/policy-events")
+def policy_events(
+    tenant_id: str | None = Query(
+        None, max_length=40, description="One tenant's (providers; tenant users: theirs)."
+    ),
+    since: datetime | None = Query(None, description="ISO 8601; default: 24 hours before until."),
+    until: datetime | None = Query(None, description="ISO 8601; default: now. At most 31 days after since."),
+    actor=Depends(current_actor),
+    keel=Depends(get_keel),
+):
+    """The policy-events dashboard (04): enforcements by guardrail and outcome, data-quality rules'
+    applications, failures and blocks, and the newest enforcements, from the evidence ledger."""
+    return events.policy_events(keel, actor, tenant_id=tenant_id, since=since, until=until)
