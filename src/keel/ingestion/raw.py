@@ -50,6 +50,8 @@ from keel.kernel.clock import utcnow
 from keel.kernel.errors import Conflict, InvalidInput, NotFound
 from keel.kernel.ids import new_id
 
+DQ_QUARANTINE = "dq_quarantine"  # suffix of a table's data-quality quarantine (keel.quality.ingest)
+
 Kind = Literal["sync", "replay", "backfill"]
 KINDS: tuple[Kind, ...] = ("sync", "replay", "backfill")
 RESERVED_PREFIX = "_keel_"
@@ -252,7 +254,8 @@ class RawStore:
         return BatchResult(batch_id, inserted, skipped, moved, outcome)
 
     def drop_source(self, source_id: str, source_key: str) -> list[str]:
-        """Drop the tables the source landed under ``source_key`` and all its bookkeeping; their names."""
+        """Drop the tables the source landed under ``source_key`` (with the rows data-quality rules
+        quarantined from them) and all its bookkeeping; the tables' names."""
         key = _name_part("source_key", source_key)
         with self._connection() as con:
             con.begin()
@@ -265,6 +268,15 @@ class RawStore:
                         [source_id, key],
                     ).fetchall()
                 ]
+                # Rows a data-quality rule held back (``<table>__dq_quarantine``) go with their table.
+                held = [f"{name}__{DQ_QUARANTINE}" for name in names]
+                present = {
+                    row[0]
+                    for row in con.execute(
+                        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'raw'"
+                    ).fetchall()
+                }
+                names += [side for side in held if side in present]
                 for name in names:
                     con.execute(f"DROP TABLE IF EXISTS raw.{quote(name)}")
                 for bookkeeping in ("_keel_tables", "_keel_batches", "_keel_state"):

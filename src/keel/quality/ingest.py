@@ -18,12 +18,13 @@ from typing import Any
 
 from sqlglot import exp
 
+from keel.ingestion.raw import DQ_QUARANTINE
 from keel.kernel.errors import InvalidInput
 from keel.quality.compile import counts_query, failures, observations, quarantined, reference
 from keel.quality.errors import RuleBlocked, missing_reference
 
 BATCH_VIEW = "_keel_dq_batch"
-SUFFIX = "dq_quarantine"
+SUFFIX = DQ_QUARANTINE
 
 
 def _sql(tree: exp.Expr) -> str:

@@ -276,6 +276,19 @@ def test_dropping_a_source_removes_its_tables_and_bookkeeping_only(raw: RawStore
     assert raw.last_state("SRC-CRM", "Orders") == {"c": 1}
 
 
+def test_dropping_a_source_drops_the_rows_its_data_quality_rules_quarantined_too(raw: RawStore) -> None:
+    from keel.quality.model import validate
+
+    rule = validate(rule_id="RAW-ORDER-ID-SMALL", layer="raw", dataset="erp__orders", field="id",
+                    check="range", params={"max": 1}, on_fail="quarantine", enabled=True)  # fmt: skip
+    landed = commit(raw, [order(1), order(2)], rules=[rule])
+    assert landed.quarantined == 1 and query(raw, "SELECT id FROM raw.erp__orders__dq_quarantine") == [(2,)]
+
+    assert raw.drop_source(SOURCE, "erp") == ["erp__orders", "erp__orders__dq_quarantine"]
+    assert query(raw, "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'raw' "
+                      "AND NOT starts_with(table_name, '_keel')") == []  # fmt: skip
+
+
 def test_a_batch_lands_in_a_side_table_with_the_raw_columns_hashes_bookkeeping_and_state(
     raw: RawStore,
 ) -> None:
