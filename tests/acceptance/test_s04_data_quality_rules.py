@@ -9,6 +9,8 @@ straight into the tenant's DuckDB file (standing in for ingestion).
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import duckdb
 import pytest
 import sqlalchemy as sa
@@ -132,6 +134,25 @@ def test_rows_failing_a_quarantine_rule_are_quarantined_and_an_alert_fires(invoi
         sa.select(metric_samples.c.value).where(metric_samples.c.name == "false_positive_outcome")
     )
     assert sorted(bool(r.value) for r in outcomes) == [False, True]
+
+    # a rebuild yields both rows again from Raw: the reviewer's decisions stand, nothing alerts anew
+    alerts = len(world.events("alert.fired"))
+    _ok(_build(world))
+    assert _rows(world, "acme", 'gdp."invoice"') == [
+        ("INV-1", Decimal("120.500000000")), ("INV-2", Decimal("99.500000000")),
+        ("INV-3", Decimal("310.250000000")), ("INV-4", None),
+    ]  # fmt: skip
+    assert _ok(world.get("acme:DE", f"{API}/tenants/{acme}/quarantine/invoice"))["items"] == []
+    applied = _last(world, "rule.applied")
+    assert (applied["failed"], applied["waived"]) == (2, 2)  # the rule still fails them, knowingly
+    assert len(world.events("alert.fired")) == alerts
+    # a row that changed at the source is another row: the decision on the old one does not cover it
+    path = world.keel.dataplanes.database_path(acme)
+    with duckdb.connect(str(path)) as con:
+        con.execute("UPDATE raw.shop__invoices SET issued_on = DATE '2026-02-15' WHERE invoice_id = 'INV-4'")
+    _ok(_build(world))
+    held = _ok(world.get("acme:DE", f"{API}/tenants/{acme}/quarantine/invoice"))["items"]
+    assert [(i["row"]["invoice_id"], i["row"]["issued_on"]) for i in held] == [("INV-4", "2026-02-15")]
 
 
 # A block rule fails the build and nothing changes ----------------------------------------------

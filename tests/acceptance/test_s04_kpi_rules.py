@@ -86,6 +86,15 @@ def test_a_kpi_period_failing_a_quarantine_rule_is_withheld_reviewed_and_release
     assert _values(world) == expected and _quarantine(world) == []
     assert world.events("quarantine.released")[-1]["payload"]["layer"] == "kpi"
 
+    # the next runs compute February again: released, it stays in the KPI, with no new alert
+    alerts = len(world.events("alert.fired"))
+    _ok(_run(world, "full"), 201)
+    _land(world, LATE)
+    _ok(_run(world), 201)
+    assert _values(world) == _monthly(FIRST + LATE) and _quarantine(world) == []
+    assert world.events("rule.applied")[-1]["payload"]["waived"] == 1
+    assert len(world.events("alert.fired")) == alerts
+
 
 # Incremental runs: a KPI with rules is recomputed whole and checked again ------------------------
 def test_an_incremental_run_rechecks_every_period_of_a_kpi_with_rules(shop):

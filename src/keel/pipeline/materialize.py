@@ -134,11 +134,66 @@ def apply_rules(engine: Engine, target: exp.Table, rules: Sequence, outcome: dic
                 raise missing_reference(rule, f"gdp.{ref} has no field {key}")
     failed = judge(engine, target, rules, outcome)
     if any(r.on_fail == "quarantine" for r in rules):
-        engine.execute(sql(create_table_as(quarantine, quarantined(target, columns, rules))))
+        engine.execute(sql(create_table_as(quarantine, quarantined(target, columns, rules, with_hash=True))))
         if any(r.on_fail == "quarantine" and failed[r.rule_id] for r in rules):
             engine.execute(sql(create_table_as(target, kept(target, columns, rules))))
+            honour_releases(engine, target, quarantine, columns, outcome)
     else:
         engine.execute(sql(drop_table(quarantine)))
+
+
+def honour_releases(
+    engine: Engine, target: exp.Table, quarantine: exp.Table, columns: Sequence[str], outcome: dict
+) -> None:
+    """Keep the release decisions reviewers took (``keel.quality.service.release``) across builds:
+    a row the build quarantines again, unchanged (same ``row_hash``), that was released as a false
+    positive goes back into the table, and one released fixed is replaced by its fixed row. The
+    rule still counts it as failed; ``waived`` in its outcome counts the rows let through."""
+    from keel.quality.compile import HASH_COLUMN, RULE_COLUMN
+
+    releases = table(target.db, f"{target.name}__releases")
+    if not engine.table_exists(target.db, releases.name):
+        return
+    sql = partial(render, dialect=engine.dialect)
+    hashed = exp.column(HASH_COLUMN, quoted=True)
+    fixed = exp.column("_keel_fixed", quoted=True)
+    names = [exp.to_identifier(c, quoted=True) for c in columns]
+
+    def released(where: exp.Expr) -> exp.Expr:
+        return exp.In(
+            this=hashed.copy(),
+            query=exp.Subquery(this=exp.select(hashed.copy()).from_(releases).where(where)),
+        )
+
+    waived = engine.rows(
+        sql(
+            exp.select(exp.column(RULE_COLUMN, quoted=True), exp.Count(this=exp.Star()))
+            .from_(quarantine)
+            .where(released(exp.true()))
+            .group_by(exp.column(RULE_COLUMN, quoted=True))
+        )
+    )
+    if not waived:
+        return
+    as_built = (
+        exp.select(*(exp.column(c, quoted=True) for c in columns))
+        .from_(quarantine)
+        .where(released(exp.not_(fixed.copy())))
+    )
+    engine.execute(sql(exp.insert(as_built, target.copy(), columns=names)))
+    in_quarantine = exp.In(
+        this=hashed.copy(), query=exp.Subquery(this=exp.select(hashed.copy()).from_(quarantine))
+    )
+    as_fixed = (
+        exp.select(*(exp.column(c, quoted=True) for c in columns))
+        .from_(releases)
+        .where(fixed.copy(), in_quarantine)
+    )
+    engine.execute(sql(exp.insert(as_fixed, target.copy(), columns=[n.copy() for n in names])))
+    engine.execute(sql(exp.delete(quarantine.copy(), where=released(exp.true()))))
+    for rule_id, count in waived:
+        if rule_id in outcome:
+            outcome[rule_id]["waived"] = int(count)
 
 
 def judge(

@@ -178,7 +178,7 @@ def _judge(engine: Engine, target: exp.Table, delta: exp.Table, rules: Sequence)
     among them or be in the table already): a failing ``block`` rule raises ``RuleBlocked`` (the
     transaction then rolls back), rows failing a ``quarantine`` rule move to the table's
     quarantine; the counts per rule. Table-level rules wait for ``_judge_table``."""
-    from keel.quality.compile import kept, quarantined
+    from keel.quality.compile import HASH_COLUMN, kept, quarantined
 
     on_rows = [r for r in rules if not r.table_level]
     if not on_rows:
@@ -189,7 +189,10 @@ def _judge(engine: Engine, target: exp.Table, delta: exp.Table, rules: Sequence)
     if any(r.on_fail == "quarantine" and failed[r.rule_id] for r in on_rows):
         columns = [c for c, _ in engine.columns("gdp", delta.name)]
         quarantine = table("gdp", f"{target.name}__quarantine")
-        engine.execute(sql(exp.insert(quarantined(delta, columns, on_rows), quarantine)))
+        hashed = HASH_COLUMN in {
+            c for c, _ in engine.columns("gdp", quarantine.name)
+        }  # built since rows had one
+        engine.execute(sql(exp.insert(quarantined(delta, columns, on_rows, with_hash=hashed), quarantine)))
         engine.execute(sql(create_table_as(delta, kept(delta, columns, on_rows))))
     return outcome
 

@@ -23,6 +23,9 @@ from keel.quality.model import Rule, parse_predicate
 
 ROWS = "rows"
 RULE_COLUMN, REASON_COLUMN, QID_COLUMN = "_keel_rule_id", "_keel_reason", "_keel_qid"
+# A quarantined row's fingerprint as it was built: a rebuild that yields the same row again finds
+# the release decision a reviewer took on it (``keel.pipeline.materialize.honour_releases``).
+HASH_COLUMN = "_keel_row_hash"
 FLAGS = "flags"
 KEPT = "kept_rows"
 
@@ -248,8 +251,22 @@ def reason(rule: Rule) -> str:
     return f"{rule.field} fails {rule.check}" + (f" ({params})" if params else "") + f" [{rule.key}]"
 
 
-def quarantined(source: exp.Table, columns: Sequence[str], rules: Sequence[Rule]) -> exp.Select:
-    """The rows breaking a ``quarantine`` rule: their columns, the first such rule and why, an id."""
+def row_hash(columns: Sequence[str]) -> exp.Expr:
+    """MD5 of the row's JSON over its data columns (not Keel's own ``_keel_*``): the same values
+    give the same text, whatever their types."""
+    data = [c for c in columns if not c.startswith("_keel_")]
+    fields = [
+        exp.PropertyEQ(this=exp.to_identifier(c, quoted=True), expression=exp.column(c, quoted=True))
+        for c in data
+    ]
+    return exp.MD5(this=exp.Anonymous(this="to_json", expressions=[exp.Struct(expressions=fields)]))
+
+
+def quarantined(
+    source: exp.Table, columns: Sequence[str], rules: Sequence[Rule], *, with_hash: bool = False
+) -> exp.Select:
+    """The rows breaking a ``quarantine`` rule: their columns, the first such rule and why, an id
+    (and, ``with_hash``, the row's fingerprint: ``row_hash``)."""
     marks = _quarantining(rules)
     rule_of = exp.Case(ifs=[exp.If(this=_flag(i), true=exp.Literal.string(rules[i].rule_id)) for i in marks])
     why = exp.Case(ifs=[exp.If(this=_flag(i), true=exp.Literal.string(reason(rules[i]))) for i in marks])
@@ -262,6 +279,7 @@ def quarantined(source: exp.Table, columns: Sequence[str], rules: Sequence[Rule]
             exp.alias_(rule_of, RULE_COLUMN, quoted=True),
             exp.alias_(why, REASON_COLUMN, quoted=True),
             exp.alias_(qid, QID_COLUMN, quoted=True),
+            *([exp.alias_(row_hash(columns), HASH_COLUMN, quoted=True)] if with_hash else []),
         )
         .from_(_flagged(source, columns, rules))
         .where(exp.or_(*(_flag(i) for i in marks)))

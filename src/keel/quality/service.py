@@ -28,7 +28,7 @@ from keel.kernel.errors import Conflict, InvalidInput, NotFound
 from keel.kernel.ids import new_id
 from keel.observability import metrics
 from keel.observability.incidents import open_incident
-from keel.quality.compile import QID_COLUMN, REASON_COLUMN, ROWS, RULE_COLUMN, still_failing
+from keel.quality.compile import HASH_COLUMN, QID_COLUMN, REASON_COLUMN, ROWS, RULE_COLUMN, still_failing
 from keel.quality.model import LAYERS, Rule, of_row, parse_predicate, validate
 from keel.store.tables import dq_reviews, dq_rules
 
@@ -342,7 +342,7 @@ def _record(uow, actor, tenant_id, table: str, results: Mapping, *, blocked: str
             passed=result["passed"],
             failed=failed,
             blocked=stopped,
-            **{k: result[k] for k in ("level", "observed", "previous_rows") if k in result},
+            **{k: result[k] for k in ("level", "observed", "previous_rows", "waived") if k in result},
         )
         metrics.outcome(uow.conn, "rule_pass_rate", failed == 0, tenant_id)
         metrics.outcome(uow.conn, "rule_block_rate", stopped, tenant_id)
@@ -355,7 +355,8 @@ def _record(uow, actor, tenant_id, table: str, results: Mapping, *, blocked: str
                 table=table,
                 enforcement="block",
             )
-        elif failed and result["on_fail"] in ("quarantine", "alert"):
+        elif failed > int(result.get("waived", 0)) and result["on_fail"] in ("quarantine", "alert"):
+            # rows reviewers already released (``waived``) are known, not news: no alert for them
             alerting[rule_id] = {"on_fail": result["on_fail"], "failed": failed}
     if alerting or blocked:
         rules = alerting or {k: v for k, v in results.items() if v["on_fail"] == "block" and v["failed"]}
@@ -443,6 +444,8 @@ def list_quarantine(
         if after:
             query = query.where(qid > exp.Literal.string(after))
         rows = engine.dicts(render(query, engine.dialect))
+    for row in rows:
+        row.pop(HASH_COLUMN, None)  # Keel's fingerprint of the row, not part of it
     return [
         {
             "quarantine_id": r.pop(QID_COLUMN),
@@ -554,6 +557,8 @@ def release(
             columns=[exp.to_identifier(c, quoted=True) for c in columns],
         )
         engine.execute(sql(insert))
+        if layer != "raw":  # a rebuild yields the row again: remember what was decided (``honour_releases``)
+            _remember(engine, target, quarantine, columns, chosen, fixed=not false_positive)
         engine.execute(sql(exp.delete(quarantine, where=chosen.copy())))
     with keel.uow() as uow:
         for _ in ids:
@@ -582,6 +587,25 @@ def release(
         "false_positive": false_positive,
         "review_tickets": reviews,
     }
+
+
+def _remember(engine, target, quarantine, columns: list[str], chosen, *, fixed: bool) -> None:
+    """Keep the released rows (as released: fixed or unchanged) with their fingerprint as built in
+    ``<table>__releases``, for the next builds of the same version to honour."""
+    from keel.pipeline.statements import create_table_as, render, table
+
+    if HASH_COLUMN not in {c for c, _ in engine.columns(target.db, quarantine.name)}:
+        return  # quarantined before rows had fingerprints: nothing to match a rebuild's rows by
+    releases = table(target.db, f"{target.name}__releases")
+    picked = exp.select(
+        *(exp.column(c, quoted=True) for c in columns),
+        exp.column(RULE_COLUMN, quoted=True),
+        exp.column(HASH_COLUMN, quoted=True),
+        exp.alias_(exp.true() if fixed else exp.false(), "_keel_fixed", quoted=True),
+    ).from_(quarantine)
+    if not engine.table_exists(target.db, releases.name):
+        engine.execute(render(create_table_as(releases, picked.where(exp.false())), engine.dialect))
+    engine.execute(render(exp.insert(picked.where(chosen.copy()), releases), engine.dialect))
 
 
 def _release_batch(engine, table_name: str, rows: int) -> str:
