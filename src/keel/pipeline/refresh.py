@@ -43,7 +43,15 @@ from keel.pipeline.errors import EngineError, MaterializationFailed
 from keel.pipeline.materialize import apply_rules, judge, kpi_lineage
 from keel.pipeline.model import RunResult
 from keel.pipeline.naming import canonical_version, safe_name, versioned
-from keel.pipeline.statements import count_rows, create_table_as, drop_table, render, retarget, table
+from keel.pipeline.statements import (
+    count_rows,
+    create_table_as,
+    drop_table,
+    render,
+    retarget,
+    scratch_table,
+    table,
+)
 
 # Rules judged on a row alone: a row added later cannot change how earlier rows fared.
 ROW_LOCAL = frozenset({"not_null", "accepted_values", "range", "regex", "custom_sql"})
@@ -89,7 +97,7 @@ def refresh_gdp(
         raise InvalidInput("plan", f"the plan of {plan.target} has no query tree")
     name, version = safe_name(dataset.name, "dataset"), canonical_version(contract.version)
     target = table("gdp", versioned(name, contract.version))
-    delta = table("gdp", f"{target.name}__delta")
+    delta = scratch_table(f"{target.name}__delta")
     rules = tuple(rules)
     sql = partial(render, dialect=engine.dialect)
     started, clock = utcnow(), time.perf_counter()
@@ -168,7 +176,7 @@ def _stage(engine: Engine, target: exp.Table, new: dict[str, list[str]]) -> dict
             .from_(table(schema, name))
             .where(exp.column(BATCH, quoted=True).isin(*(exp.Literal.string(b) for b in ids)))
         )
-        staged[source] = table("gdp", f"{target.name}__new_{i}")
+        staged[source] = scratch_table(f"{target.name}__new_{i}")
         engine.execute(render(create_table_as(staged[source], landed), engine.dialect))
     return staged
 
@@ -187,7 +195,7 @@ def _judge(engine: Engine, target: exp.Table, delta: exp.Table, rules: Sequence)
     outcome: dict[str, dict] = {}
     failed = judge(engine, delta, on_rows, outcome, added_to=target)
     if any(r.on_fail == "quarantine" and failed[r.rule_id] for r in on_rows):
-        columns = [c for c, _ in engine.columns("gdp", delta.name)]
+        columns = [c for c, _ in engine.columns(delta.db, delta.name)]
         quarantine = table("gdp", f"{target.name}__quarantine")
         hashed = HASH_COLUMN in {
             c for c, _ in engine.columns("gdp", quarantine.name)
