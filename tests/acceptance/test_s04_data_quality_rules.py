@@ -221,3 +221,25 @@ def test_rules_are_validated_and_only_stewards_define_and_admins_enable(invoices
     assert world.post("PA", RULES, NOT_NULL).status_code == 403
     _rule(world, NOT_NULL, enable=False)
     assert world.post("SS", f"{RULES}/GDP-INVOICE-AMT-NOT-NULL/enable").status_code == 403
+
+
+def test_a_release_covers_the_rule_it_was_judged_by_not_a_rule_enabled_since(invoices):
+    world = invoices
+    acme = world.tenants["acme"]
+    quarantine = f"{API}/tenants/{acme}/quarantine/invoice"
+    _rule(world, NOT_NULL)
+    _ok(_build(world))
+    held = _ok(world.get("acme:DE", quarantine))["items"]
+    body = {"quarantine_ids": [i["quarantine_id"] for i in held], "false_positive": True}
+    _ok(world.post("acme:DE", f"{quarantine}/release", body))
+    # a second rule on the field, enabled after the review, holds the same rows back first
+    _rule(world, NOT_NULL | {"rule_id": "GDP-INVOICE-AMOUNT-SET", "check": "custom_sql",
+                             "params": {"predicate": "amount_net IS NOT NULL"}})  # fmt: skip
+
+    _ok(_build(world))
+
+    again = _ok(world.get("acme:DE", quarantine))["items"]
+    assert sorted((i["row"]["invoice_id"], i["rule_id"]) for i in again) == [
+        ("INV-2", "GDP-INVOICE-AMOUNT-SET"), ("INV-4", "GDP-INVOICE-AMOUNT-SET"),
+    ]  # fmt: skip
+    assert [r[0] for r in _rows(world, "acme", 'gdp."invoice"')] == ["INV-1", "INV-3"]

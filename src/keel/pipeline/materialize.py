@@ -146,8 +146,8 @@ def honour_releases(
     engine: Engine, target: exp.Table, quarantine: exp.Table, columns: Sequence[str], outcome: dict
 ) -> None:
     """Keep the release decisions reviewers took (``keel.quality.service.release``) across builds:
-    a row the build quarantines again, unchanged (same ``row_hash``), that was released as a false
-    positive goes back into the table, and one released fixed is replaced by its fixed row. The
+    a row the build quarantines again, unchanged (same ``row_hash``) and by the same rule, goes
+    back into the table as it was released: unchanged (a false positive) or as its fixed row. The
     rule still counts it as failed; ``waived`` in its outcome counts the rows let through."""
     from keel.quality.compile import HASH_COLUMN, RULE_COLUMN
 
@@ -157,20 +157,22 @@ def honour_releases(
     sql = partial(render, dialect=engine.dialect)
     hashed = exp.column(HASH_COLUMN, quoted=True)
     fixed = exp.column("_keel_fixed", quoted=True)
+    rule = exp.column(RULE_COLUMN, quoted=True)
     names = [exp.to_identifier(c, quoted=True) for c in columns]
 
     def released(where: exp.Expr) -> exp.Expr:
+        # the same row, held back by the same rule: a rule the reviewer did not judge it by holds it
+        decided = exp.select(hashed.copy(), rule.copy()).from_(releases).where(where)
         return exp.In(
-            this=hashed.copy(),
-            query=exp.Subquery(this=exp.select(hashed.copy()).from_(releases).where(where)),
+            this=exp.Tuple(expressions=[hashed.copy(), rule.copy()]), query=exp.Subquery(this=decided)
         )
 
     waived = engine.rows(
         sql(
-            exp.select(exp.column(RULE_COLUMN, quoted=True), exp.Count(this=exp.Star()))
+            exp.select(rule.copy(), exp.Count(this=exp.Star()))
             .from_(quarantine)
             .where(released(exp.true()))
-            .group_by(exp.column(RULE_COLUMN, quoted=True))
+            .group_by(rule.copy())
         )
     )
     if not waived:
@@ -181,8 +183,9 @@ def honour_releases(
         .where(released(exp.not_(fixed.copy())))
     )
     engine.execute(sql(exp.insert(as_built, target.copy(), columns=names)))
+    held = exp.select(hashed.copy(), rule.copy()).from_(quarantine)
     in_quarantine = exp.In(
-        this=hashed.copy(), query=exp.Subquery(this=exp.select(hashed.copy()).from_(quarantine))
+        this=exp.Tuple(expressions=[hashed.copy(), rule.copy()]), query=exp.Subquery(this=held)
     )
     as_fixed = (
         exp.select(*(exp.column(c, quoted=True) for c in columns))
