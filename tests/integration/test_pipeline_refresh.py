@@ -34,6 +34,7 @@ from keel.contracts.model import Contract, Dataset, Field, Layer, Ref
 from keel.dataplane.duckdb_store import TenantDataPlanes
 from keel.ingestion.raw import RawStore
 from keel.pipeline import DuckDBEngine, activate, kpi_values, materialize_gdp, materialize_kpi
+from keel.pipeline.builds import record
 from keel.pipeline.refresh import NotIncremental, refresh_gdp
 from keel.quality.errors import RuleBlocked
 from keel.quality.model import validate as rule
@@ -263,15 +264,40 @@ def test_table_level_rules_judge_the_whole_table_once_the_new_rows_are_in(engine
     assert len(table_rows(engine, 'gdp."order__v1_0_0"')) == 248
 
 
+def test_a_referential_rule_refreshes_while_the_table_it_reads_is_unchanged(engine) -> None:
+    _customers(engine, [f"c-{n:02d}" for n in range(15)])  # c-15 .. c-19 are unknown
+    rules = [_references_customer()]
+    built(engine, rules)
+    land(
+        engine.path,
+        [orders(1, start=8000)[0] | {"customer": "c-99"}, orders(1, start=8001)[0] | {"customer": "c-01"}],
+    )
+
+    (gdp, _) = refresh(engine, rules)
+
+    assert gdp.mode == "incremental"
+    assert gdp.rule_results["GDP-ORDER-CUSTOMER-KNOWN"] | {"version": 1} == {
+        "version": 1, "on_fail": "alert", "checked": 2, "failed": 1, "passed": 1,
+    }  # fmt: skip
+    _customers(engine, [f"c-{n:02d}" for n in range(20)], version="1.1.0")  # every customer now
+    land(engine.path, orders(1, start=8002))
+    with pytest.raises(NotIncremental, match="a table a referential rule reads"):
+        refresh(engine, rules)  # earlier orders of c-15 .. c-19 would pass now: rebuild in full
+    rebuilt = materialize_gdp(engine, *gdp_version("1.0.0", GOOD), rules=rules)
+    assert rebuilt.rule_results["GDP-ORDER-CUSTOMER-KNOWN"]["failed"] == 1  # c-99 alone
+    land(engine.path, orders(1, start=8003))
+    (again, _) = refresh(engine, rules)  # the rebuild read the new customers: incremental again
+    assert again.mode == "incremental"
+
+
 def test_changed_rules_never_built_and_removed_batches_need_a_full_rebuild(engine) -> None:
     with pytest.raises(NotIncremental, match="no record of which batches"):
         refresh(engine)
     built(engine)
-    with pytest.raises(NotIncremental, match="rules changed"):
+    with pytest.raises(NotIncremental, match="data-quality rules, or a table a referential rule reads"):
         refresh(engine, [_not_null_amount("alert")])
-    for wide in (_unique_order_id("quarantine"), _spec_rule("referential_integrity", "alert")):
-        with pytest.raises(NotIncremental, match="looks beyond its own row"):
-            refresh(engine, [wide])
+    with pytest.raises(NotIncremental, match="looks beyond its own row"):
+        refresh(engine, [_unique_order_id("quarantine")])
     RawStore(engine.path).drop_source(SOURCE, "shop")
     land(engine.path, orders(5, start=6000))
     with pytest.raises(NotIncremental, match="were removed"):
@@ -298,10 +324,24 @@ def _spec(check: str, on_fail: str) -> dict:
     }  # fmt: skip
 
 
-def _spec_rule(check: str, on_fail: str):
-    params = {"dataset": "customer", "field": "customer"} if check == "referential_integrity" else {}
-    return rule(**_spec(check, on_fail) | {"rule_id": f"GDP-ORDER-{check.upper().replace('_', '-')}"},
-                params=params, enabled=True)  # fmt: skip
+def _customers(engine: DuckDBEngine, ids: list[str], version: str = "1.0.0") -> None:
+    """An active GDP customer table (``gdp."customer"``) holding ``ids``, recorded as a build."""
+    built_as = f"customer__v{version.replace('.', '_')}"
+    values = ", ".join(f"('{i}')" for i in ids)
+    with engine.transaction():
+        engine.execute(
+            f'CREATE OR REPLACE TABLE gdp."{built_as}" AS SELECT * FROM (VALUES {values}) AS t(customer)'
+        )
+        record(engine, "gdp", "customer", version, built_as, f"GDP-CUSTOMER@{version}", (), len(ids))
+        activate(engine, "gdp", "customer", version)
+
+
+def _references_customer():
+    spec = _spec("referential_integrity", "alert") | {
+        "rule_id": "GDP-ORDER-CUSTOMER-KNOWN",
+        "field": "customer",
+    }
+    return rule(**spec, params={"dataset": "customer", "field": "customer"}, enabled=True)
 
 
 def _unique_order_id(on_fail: str):

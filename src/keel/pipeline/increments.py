@@ -33,10 +33,29 @@ _RAW_TABLES = ("_keel_tables", "_keel_batches")
 Batches = dict[str, list[str] | None]  # input -> batch ids (None: the input has no batch bookkeeping)
 
 
-def rules_fingerprint(rules: Iterable[Any]) -> str:
-    """What identifies the rules a build applied: their ``ID@version`` keys, sorted, hashed."""
-    keys = sorted(rule.key for rule in rules)
+def rules_fingerprint(rules: Iterable[Any], engine: Engine | None = None) -> str:
+    """What identifies the rules a build applied: their ``ID@version`` keys, sorted, and (with the
+    ``engine``) the build each ``referential_integrity`` rule read its keys from, hashed. A rule
+    whose referenced table was rebuilt or refreshed since could now judge earlier rows otherwise."""
+    rules = list(rules)
+    keys: list[Any] = sorted(rule.key for rule in rules)
+    if engine is not None and any(r.check == "referential_integrity" for r in rules):
+        keys.append(_references(engine, rules))
     return hashlib.sha256(json.dumps(keys).encode()).hexdigest()
+
+
+def _references(engine: Engine, rules: Sequence[Any]) -> dict[str, str | None]:
+    """``gdp.<table>`` -> ``<active version>@<when that build was recorded>`` for every table a
+    ``referential_integrity`` rule looks its keys up in (None: not built)."""
+    from keel.pipeline.activation import active
+    from keel.pipeline.builds import build_of
+
+    found: dict[str, str | None] = {}
+    for ref in sorted({r.params["dataset"] for r in rules if r.check == "referential_integrity"}):
+        version = active(engine, "gdp", ref)
+        built = build_of(engine, "gdp", ref, version) if version else None
+        found[f"gdp.{ref}"] = f"{version}@{built['built_at']}" if built else None
+    return found
 
 
 def raw_batches(engine: Engine, inputs: Sequence[str]) -> Batches:

@@ -94,7 +94,7 @@ def materialize_gdp(
         (row,) = engine.dicts(sql(quality_query(target, checks, TYPE_ERROR)))
         # The Raw batches this build holds, read in its snapshot: what a later refresh adds to.
         increments.record(
-            engine, name, canonical_version(contract.version), increments.rules_fingerprint(rules),
+            engine, name, canonical_version(contract.version), increments.rules_fingerprint(rules, engine),
             increments.raw_batches(engine, plan.tables),
         )  # fmt: skip
         return counts(row, checks)

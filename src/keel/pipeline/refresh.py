@@ -60,11 +60,11 @@ ROW_LOCAL = frozenset({"not_null", "accepted_values", "range", "regex", "custom_
 def _refreshable(rule) -> bool:
     """Whether a refresh can apply ``rule`` and agree with a full build: a row-local rule on the
     added rows, a table-level one on the table once they are in, a ``unique`` rule that only
-    counts on the added rows against the table. A quarantining ``unique`` rule would have to move
-    the earlier row too, and ``referential_integrity`` depends on another table, which may have
-    changed under earlier rows."""
-    if rule.check in ROW_LOCAL or rule.table_level:
-        return True
+    counts on the added rows against the table, a ``referential_integrity`` rule on the added rows
+    while the table it reads is the build it read before (``increments.rules_fingerprint``). A
+    quarantining ``unique`` rule would have to move the earlier row too."""
+    if rule.check in ROW_LOCAL or rule.table_level or rule.check == "referential_integrity":
+        return True  # a referenced table that changed since the build changes the fingerprint
     return rule.check == "unique" and rule.on_fail != "quarantine"
 
 
@@ -133,7 +133,7 @@ def refresh_gdp(
                 engine,
                 name,
                 version,
-                increments.rules_fingerprint(rules),
+                increments.rules_fingerprint(rules, engine),
                 _merged(engine, name, version, new),
             )
             runs.append(
@@ -229,8 +229,11 @@ def _new_batches(
     if state is None:
         raise NotIncremental(f"no record of which batches gdp.{name} {version} holds")
     fingerprint, held = state
-    if fingerprint != increments.rules_fingerprint(rules):
-        raise NotIncremental("the enabled data-quality rules changed since the table was built")
+    if fingerprint != increments.rules_fingerprint(rules, engine):
+        raise NotIncremental(
+            "the enabled data-quality rules, or a table a referential rule reads, changed since the "
+            "table was built"
+        )
     now = increments.raw_batches(engine, plan.tables)
     new: dict[str, list[str]] = {}
     for source, ids in now.items():
