@@ -136,6 +136,23 @@ def test_a_table_with_unique_and_row_count_rules_still_runs_incrementally(shop) 
     assert _values(shop) == _expected(FIRST + LATE)
 
 
+def test_a_quarantining_unique_rule_runs_incrementally_and_takes_every_copy_out(shop) -> None:
+    rule = {"rule_id": "GDP-ORDER-ID-ONCE", "layer": "gdp", "dataset": "order", "field": "order_id",
+            "check": "unique", "on_fail": "quarantine"}  # fmt: skip
+    _ok(shop.post("SS", f"{API}/quality-rules", rule), 201)
+    _ok(shop.post("PA", f"{API}/quality-rules/{rule['rule_id']}/enable"))
+    _ok(_run(shop), 201)
+    _land(shop, [*LATE, FIRST[0] | {"amount": "9.99"}])  # O-1 again
+
+    gdp, kpi = _ok(_run(shop), 201)["runs"]
+
+    assert (gdp["mode"], gdp["rows"], kpi["mode"]) == ("incremental", 4, "incremental")
+    held = _ok(shop.get("acme:DE", f"{API}/tenants/{shop.tenants['acme']}/quarantine/order"))["items"]
+    copies = sorted((i["row"]["order_id"], Decimal(i["row"]["amount"])) for i in held)
+    assert copies == [("O-1", Decimal("9.99")), ("O-1", Decimal("120.50"))]
+    assert _values(shop) == _expected(FIRST[1:] + LATE)  # January without O-1
+
+
 def test_a_full_run_on_demand_recomputes_the_same_figures(shop) -> None:
     _ok(_run(shop), 201)
     _land(shop, LATE)

@@ -53,19 +53,19 @@ from keel.pipeline.statements import (
     table,
 )
 
+ROWID = "_keel_rowid"  # a moved row's id in the table it was taken from
 # Rules judged on a row alone: a row added later cannot change how earlier rows fared.
 ROW_LOCAL = frozenset({"not_null", "accepted_values", "range", "regex", "custom_sql"})
 
 
 def _refreshable(rule) -> bool:
     """Whether a refresh can apply ``rule`` and agree with a full build: a row-local rule on the
-    added rows, a table-level one on the table once they are in, a ``unique`` rule that only
-    counts on the added rows against the table, a ``referential_integrity`` rule on the added rows
-    while the table it reads is the build it read before (``increments.rules_fingerprint``). A
-    quarantining ``unique`` rule would have to move the earlier row too."""
-    if rule.check in ROW_LOCAL or rule.table_level or rule.check == "referential_integrity":
-        return True  # a referenced table that changed since the build changes the fingerprint
-    return rule.check == "unique" and rule.on_fail != "quarantine"
+    added rows, a table-level one on the table once they are in, a ``unique`` rule on the added
+    rows against the table (a quarantining one takes the earlier copies of a repeated key out too:
+    ``_judge``), a ``referential_integrity`` rule on the added rows while the table it reads is the
+    build it read before (``increments.rules_fingerprint``). A check added later is not, until
+    shown to be."""
+    return rule.check in ROW_LOCAL or rule.table_level or rule.check in ("referential_integrity", "unique")
 
 
 class NotIncremental(Exception):
@@ -111,20 +111,22 @@ def refresh_gdp(
             query = delta_query(plan.expression, new, staged)
             found = {column.lower(): kind for column, kind in engine.describe(sql(plan.expression))}
             outcome: dict[str, dict] = {}
+            moved = None  # rows built earlier that a quarantining unique rule took out
             if query is None:  # nothing new: record that the table is up to date
                 added, per_check, error_rows, failing = 0, {}, 0, 0
             else:
                 engine.execute(sql(create_table_as(delta, conform(query, dataset, found, engine.dialect))))
                 if rules:
-                    outcome = _judge(engine, target, delta, rules)
+                    outcome, moved = _judge(engine, target, delta, rules)
                 checks = constraint_checks(dataset)
                 engine.execute(sql(exp.insert(exp.select("*").from_(delta.copy()), target.copy())))
                 (row,) = engine.dicts(sql(quality_query(delta, checks, TYPE_ERROR, keys_from=target)))
                 added, error_rows, failing, per_check = counts(row, checks)
             outcome |= _judge_table(engine, target, rules)
             earlier = build_of(engine, "gdp", name, version)
+            taken = engine.rows(sql(count_rows(moved)))[0][0] if moved is not None else 0
             if earlier is not None:  # the recorded count plus what was added: no scan of the table
-                total = int(earlier["rows"]) + added
+                total = int(earlier["rows"]) + added - taken
             else:
                 (total,) = engine.rows(sql(count_rows(target)))[0]
             batches = tuple(sorted(b for ids in new.values() for b in ids))
@@ -149,8 +151,8 @@ def refresh_gdp(
             for kpi, kpi_plan in kpis:
                 checked = (kpi_rules or {}).get(safe_name(kpi.id, "contract"), ())
                 added_rows = delta if query is not None else None
-                runs.append(_refresh_kpi(engine, kpi, kpi_plan, target, added_rows, checked))
-            for staged_table in [delta, *staged.values()]:
+                runs.append(_refresh_kpi(engine, kpi, kpi_plan, target, added_rows, checked, moved))
+            for staged_table in [delta, *staged.values(), *([moved] if moved is not None else [])]:
                 engine.execute(sql(drop_table(staged_table)))
     except EngineError as exc:
         failed_run = RunResult(
@@ -181,28 +183,64 @@ def _stage(engine: Engine, target: exp.Table, new: dict[str, list[str]]) -> dict
     return staged
 
 
-def _judge(engine: Engine, target: exp.Table, delta: exp.Table, rules: Sequence) -> dict[str, dict]:
-    """Apply the row-level rules to the added rows (a counted ``unique`` value must not repeat
-    among them or be in the table already): a failing ``block`` rule raises ``RuleBlocked`` (the
-    transaction then rolls back), rows failing a ``quarantine`` rule move to the table's
-    quarantine; the counts per rule. Table-level rules wait for ``_judge_table``."""
+def _judge(
+    engine: Engine, target: exp.Table, delta: exp.Table, rules: Sequence
+) -> tuple[dict[str, dict], exp.Table | None]:
+    """Apply the row-level rules to the added rows (a ``unique`` value must not repeat among them
+    or be in the table already): a failing ``block`` rule raises ``RuleBlocked`` (the transaction
+    then rolls back), rows failing a ``quarantine`` rule move to the table's quarantine. A
+    quarantining ``unique`` rule also takes the rows built earlier that an added row repeats out of
+    the table, as a full build would quarantine every copy: they are kept in the returned scratch
+    table too (their KPI periods must be recomputed). The counts per rule; table-level rules wait
+    for ``_judge_table``."""
     from keel.quality.compile import HASH_COLUMN, kept, quarantined
 
     on_rows = [r for r in rules if not r.table_level]
     if not on_rows:
-        return {}
+        return {}, None
     sql = partial(render, dialect=engine.dialect)
     outcome: dict[str, dict] = {}
     failed = judge(engine, delta, on_rows, outcome, added_to=target)
-    if any(r.on_fail == "quarantine" and failed[r.rule_id] for r in on_rows):
-        columns = [c for c, _ in engine.columns(delta.db, delta.name)]
-        quarantine = table("gdp", f"{target.name}__quarantine")
-        hashed = HASH_COLUMN in {
-            c for c, _ in engine.columns("gdp", quarantine.name)
-        }  # built since rows had one
-        engine.execute(sql(exp.insert(quarantined(delta, columns, on_rows, with_hash=hashed), quarantine)))
-        engine.execute(sql(create_table_as(delta, kept(delta, columns, on_rows))))
-    return outcome
+    if not any(r.on_fail == "quarantine" and failed[r.rule_id] for r in on_rows):
+        return outcome, None
+    columns = [c for c, _ in engine.columns(delta.db, delta.name)]
+    quarantine = table("gdp", f"{target.name}__quarantine")
+    hashed = HASH_COLUMN in {c for c, _ in engine.columns("gdp", quarantine.name)}  # built since rows had one
+    keys = [r for r in on_rows if r.check == "unique" and r.on_fail == "quarantine" and failed[r.rule_id]]
+    moved = None
+    if keys:  # the earlier copies of a key an added row repeats, with their row ids
+        moved = scratch_table(f"{target.name}__moved")
+        repeated = exp.or_(*(_in_added(r.field, delta) for r in keys))
+        rowid = exp.alias_(exp.column("rowid"), ROWID, quoted=True)  # DuckDB's row id: the rows exactly
+        earlier = exp.select(rowid, *(exp.column(c, quoted=True) for c in columns)).from_(target.copy())
+        engine.execute(sql(create_table_as(moved, earlier.where(repeated))))
+        for rule in keys:
+            counted = exp.select("count(*)").from_(moved.copy()).where(_in_added(rule.field, delta))
+            outcome[rule.rule_id]["moved_earlier_rows"] = int(engine.rows(sql(counted))[0][0])
+    # Judged while the table still holds the earlier copies, and the added rows are all there.
+    added = quarantined(delta, columns, on_rows, with_hash=hashed, keys_from=target)
+    engine.execute(sql(exp.insert(added, quarantine.copy())))
+    if moved is not None:
+        taken = quarantined(moved, columns, keys, with_hash=hashed, keys_from=delta)
+        engine.execute(sql(exp.insert(taken, quarantine.copy())))
+    engine.execute(sql(create_table_as(delta, kept(delta, columns, on_rows, keys_from=target))))
+    if moved is not None:
+        ids = exp.select(exp.column(ROWID, quoted=True)).from_(moved.copy())
+        engine.execute(
+            sql(
+                exp.delete(
+                    target.copy(), where=exp.In(this=exp.column("rowid"), query=exp.Subquery(this=ids))
+                )
+            )
+        )
+    return outcome, moved
+
+
+def _in_added(field: str, delta: exp.Table) -> exp.Expr:
+    """``field`` is one of the (non-NULL) values the added rows hold."""
+    column = exp.column(field, quoted=True)
+    values = exp.select(column.copy()).from_(delta.copy()).where(exp.not_(column.copy().is_(exp.null())))
+    return exp.In(this=column, query=exp.Subquery(this=values))
 
 
 def _judge_table(engine: Engine, target: exp.Table, rules: Sequence) -> dict[str, dict]:
@@ -259,9 +297,11 @@ def _refresh_kpi(
     gdp: exp.Table,
     delta: exp.Table | None,
     rules: Sequence = (),
+    removed: exp.Table | None = None,
 ) -> RunResult:
-    """Recompute the periods of ``kpi."<kpi>__v<version>"`` that the added GDP rows fall in (all
-    of them, checked by ``rules``, when the KPI has rules)."""
+    """Recompute the periods of ``kpi."<kpi>__v<version>"`` that the added GDP rows fall in, and
+    those of the ``removed`` rows a refresh took out (all of them, checked by ``rules``, when the
+    KPI has rules)."""
     if contract.layer is not Layer.KPI or plan.expression is None:
         raise InvalidInput("plan", f"{contract.key} is not a checked KPI contract")
     sql = partial(render, dialect=engine.dialect)
@@ -280,13 +320,15 @@ def _refresh_kpi(
         engine.execute(sql(create_table_as(target, retarget(plan.expression, plan.table, gdp))))
         apply_rules(engine, target, rules, outcome)
     elif delta is not None:
-        # The KPI query over the added rows, keeping only its distinct periods (filters included).
-        touched = retarget(plan.expression, plan.table, delta)
-        touched.set("expressions", [exp.alias_(period.copy(), "period", quoted=True)])
-        touched.set("group", None)
-        touched.set("order", None)
-        touched.set("distinct", exp.Distinct())
-        affected = [row[0] for row in engine.rows(sql(touched))]
+        # The KPI query over the added (and removed) rows, keeping only its distinct periods
+        # (filters included).
+        for rows in [delta, *([removed] if removed is not None else [])]:
+            touched = retarget(plan.expression, plan.table, rows)
+            touched.set("expressions", [exp.alias_(period.copy(), "period", quoted=True)])
+            touched.set("group", None)
+            touched.set("order", None)
+            touched.set("distinct", exp.Distinct())
+            affected += [row[0] for row in engine.rows(sql(touched)) if row[0] not in affected]
     if affected:
         column = exp.column("period", quoted=True)
         engine.execute(sql(exp.delete(target.copy(), where=_among(column, affected))))

@@ -39,12 +39,16 @@ def _literal(value) -> exp.Expr:
     return exp.Literal.string(value) if isinstance(value, str) else exp.Literal.number(value)
 
 
-def violation(rule: Rule) -> exp.Expr:
-    """True where a row breaks ``rule`` (never NULL)."""
+def violation(rule: Rule, source: exp.Table | None = None, keys_from: exp.Table | None = None) -> exp.Expr:
+    """True where a row breaks ``rule`` (never NULL). ``keys_from`` (with ``source``, the rows
+    judged): the table they are being added to, where a ``unique`` value also repeats when it is
+    already there."""
     column = exp.column(rule.field, quoted=True)
     params = rule.params
     if rule.check == "not_null":
         return column.is_(exp.null())
+    if rule.check == "unique" and keys_from is not None and source is not None:
+        return exp.and_(_repeats_in(source, rule, keys_from), exp.not_(column.copy().is_(exp.null())))
     if rule.check == "unique":
         repeated = exp.GT(
             this=exp.Window(this=exp.Count(this=exp.Star()), partition_by=[column.copy()]),
@@ -120,14 +124,18 @@ def _flag(i: int) -> exp.Column:
 
 
 def _flagged(
-    source: exp.Table, columns: Sequence[str], rules: Sequence[Rule], skip: Sequence[int] = ()
+    source: exp.Table,
+    columns: Sequence[str],
+    rules: Sequence[Rule],
+    skip: Sequence[int] = (),
+    keys_from: exp.Table | None = None,
 ) -> exp.Subquery:
     """``(SELECT columns, <flag of rule i> AS r<i> FROM source) AS flags``: the row-level rules
-    but those in ``skip``."""
+    but those in ``skip`` (``keys_from``: see ``violation``)."""
     select = exp.select(
         *(exp.column(c, quoted=True) for c in columns),
         *(
-            exp.alias_(violation(r), f"r{i}", quoted=True)
+            exp.alias_(violation(r, source, keys_from), f"r{i}", quoted=True)
             for i, r in enumerate(rules)
             if not r.table_level and i not in skip
         ),
@@ -184,7 +192,7 @@ def counts_query(
         exp.alias_(exp.Count(this=exp.Star()), ROWS, quoted=True),
         exp.alias_(kept_rows.copy(), KEPT, quoted=True),
         *counted,
-    ).from_(_flagged(source, through, rules, grouped) if flagged else source.copy())
+    ).from_(_flagged(source, through, rules, grouped, keys_from) if flagged else source.copy())
 
 
 def _repeated_rows(source: exp.Table, rule: Rule, keys_from: exp.Table | None = None) -> exp.Expr:
@@ -207,13 +215,12 @@ def _repeated_rows(source: exp.Table, rule: Rule, keys_from: exp.Table | None = 
     return exp.Subquery(this=total.from_(groups))
 
 
-def _repeated_added_rows(source: exp.Table, rule: Rule, keys_from: exp.Table) -> exp.Expr:
-    """The rows of ``source`` whose ``field`` value repeats in ``source`` or is in ``keys_from``:
-    a hash of ``source``'s (few) values probed by one scan of ``keys_from``'s column, never the
-    other way round."""
+def _repeats_in(source: exp.Table, rule: Rule, keys_from: exp.Table) -> exp.Expr:
+    """The row's ``field`` value repeats in ``source`` or is in ``keys_from``: a hash of
+    ``source``'s (few) values probed by one scan of ``keys_from``'s column, never the other way."""
     column = exp.column(rule.field, quoted=True)
     present = exp.not_(column.copy().is_(exp.null()))
-    own = exp.select(column.copy()).from_(source.copy()).where(present.copy())
+    own = exp.select(column.copy()).from_(source.copy()).where(present)
     twice = (
         own.copy()
         .group_by(column.copy())
@@ -224,11 +231,21 @@ def _repeated_added_rows(source: exp.Table, rule: Rule, keys_from: exp.Table) ->
         .from_(keys_from.copy())
         .where(exp.In(this=column.copy(), query=exp.Subquery(this=own.copy())))
     )
-    repeated = exp.or_(
+    return exp.or_(
         exp.In(this=column.copy(), query=exp.Subquery(this=twice)),
         exp.In(this=column.copy(), query=exp.Subquery(this=there)),
     )
-    counted = exp.select(exp.Count(this=exp.Star())).from_(source.copy()).where(present, repeated)
+
+
+def _repeated_added_rows(source: exp.Table, rule: Rule, keys_from: exp.Table) -> exp.Expr:
+    """How many rows of ``source`` have a (non-NULL) ``field`` value that repeats in ``source`` or
+    is in ``keys_from``."""
+    present = exp.not_(exp.column(rule.field, quoted=True).is_(exp.null()))
+    counted = (
+        exp.select(exp.Count(this=exp.Star()))
+        .from_(source.copy())
+        .where(present, _repeats_in(source, rule, keys_from))
+    )
     return exp.Subquery(this=counted)
 
 
@@ -263,10 +280,15 @@ def row_hash(columns: Sequence[str]) -> exp.Expr:
 
 
 def quarantined(
-    source: exp.Table, columns: Sequence[str], rules: Sequence[Rule], *, with_hash: bool = False
+    source: exp.Table,
+    columns: Sequence[str],
+    rules: Sequence[Rule],
+    *,
+    with_hash: bool = False,
+    keys_from: exp.Table | None = None,
 ) -> exp.Select:
     """The rows breaking a ``quarantine`` rule: their columns, the first such rule and why, an id
-    (and, ``with_hash``, the row's fingerprint: ``row_hash``)."""
+    (and, ``with_hash``, the row's fingerprint: ``row_hash``; ``keys_from``: see ``violation``)."""
     marks = _quarantining(rules)
     rule_of = exp.Case(ifs=[exp.If(this=_flag(i), true=exp.Literal.string(rules[i].rule_id)) for i in marks])
     why = exp.Case(ifs=[exp.If(this=_flag(i), true=exp.Literal.string(reason(rules[i]))) for i in marks])
@@ -281,17 +303,19 @@ def quarantined(
             exp.alias_(qid, QID_COLUMN, quoted=True),
             *([exp.alias_(row_hash(columns), HASH_COLUMN, quoted=True)] if with_hash else []),
         )
-        .from_(_flagged(source, columns, rules))
+        .from_(_flagged(source, columns, rules, keys_from=keys_from))
         .where(exp.or_(*(_flag(i) for i in marks)))
     )
 
 
-def kept(source: exp.Table, columns: Sequence[str], rules: Sequence[Rule]) -> exp.Select:
-    """The rows breaking no ``quarantine`` rule."""
+def kept(
+    source: exp.Table, columns: Sequence[str], rules: Sequence[Rule], *, keys_from: exp.Table | None = None
+) -> exp.Select:
+    """The rows breaking no ``quarantine`` rule (``keys_from``: see ``violation``)."""
     marks = _quarantining(rules)
     return (
         exp.select(*(exp.column(c, quoted=True) for c in columns))
-        .from_(_flagged(source, columns, rules))
+        .from_(_flagged(source, columns, rules, keys_from=keys_from))
         .where(exp.not_(exp.or_(*(_flag(i) for i in marks))))
     )
 
