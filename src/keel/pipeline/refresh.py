@@ -13,10 +13,11 @@ When rows built earlier could change, a refresh cannot be right and raises
 ``NotIncremental`` naming why; the caller then rebuilds in full. That is the case
 when the version was never built (or built before batches were recorded), an input
 is not an ingested Raw table, batches were removed from an input, the enabled
-data-quality rules changed, a rule looks beyond its own row in a way a refresh cannot
-follow (``_refreshable``), or the mapping is not a select-project-join
-(``delta.not_incremental``). Table-level rules judge the whole table once the new rows
-are in; a counting ``unique`` rule judges the new rows against the whole table.
+data-quality rules changed or a table a referential rule reads was rebuilt since, a
+rule's check is one a refresh cannot follow (``_refreshable``), or the mapping is not a
+select-project-join (``delta.not_incremental``). Table-level rules judge the whole table
+once the new rows are in; a ``unique`` rule judges the new rows against the whole table,
+and a quarantining one takes the earlier copies of a repeated key out too (``_judge``).
 """
 
 from __future__ import annotations
