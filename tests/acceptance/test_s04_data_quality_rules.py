@@ -243,3 +243,23 @@ def test_a_release_covers_the_rule_it_was_judged_by_not_a_rule_enabled_since(inv
         ("INV-2", "GDP-INVOICE-AMOUNT-SET"), ("INV-4", "GDP-INVOICE-AMOUNT-SET"),
     ]  # fmt: skip
     assert [r[0] for r in _rows(world, "acme", 'gdp."invoice"')] == ["INV-1", "INV-3"]
+
+
+def test_a_fixed_row_that_breaks_a_rule_enabled_since_is_held_back_again(invoices):
+    world = invoices
+    acme = world.tenants["acme"]
+    quarantine = f"{API}/tenants/{acme}/quarantine/invoice"
+    _rule(world, NOT_NULL)
+    _ok(_build(world))
+    inv2 = next(
+        i for i in _ok(world.get("acme:DE", quarantine))["items"] if i["row"]["invoice_id"] == "INV-2"
+    )
+    fix = {"quarantine_ids": [inv2["quarantine_id"]], "fixes": {inv2["quarantine_id"]: {"amount_net": 99.5}}}
+    _ok(world.post("acme:DE", f"{quarantine}/release", fix))
+    _rule(world, NOT_NULL | {"rule_id": "GDP-INVOICE-AMT-RANGE", "check": "range", "params": {"max": 50}})
+
+    _ok(_build(world))
+
+    held = sorted(i["row"]["invoice_id"] for i in _ok(world.get("acme:DE", quarantine))["items"])
+    assert held == ["INV-1", "INV-2", "INV-3", "INV-4"]  # INV-2's fix (99.5) breaks the new rule
+    assert _rows(world, "acme", 'gdp."invoice"') == []

@@ -133,3 +133,22 @@ def test_a_required_field_without_a_rule_opens_a_coverage_ticket_once(invoices):
     assert resolved.status_code == 200, resolved.text
     _build(world)
     assert [t.status for t in _tickets(world, "dq_coverage_gap")] == ["RESOLVED"]
+
+
+def test_the_over_blocking_thresholds_are_settings(invoices):
+    world = invoices
+    world.keel.settings.dq_over_blocking_min_rows = 1  # as KEEL_DQ_OVER_BLOCKING_MIN_ROWS=1 would
+    world.keel.settings.dq_over_blocking_rate = 0.5
+    _build(world)
+    acme = world.tenants["acme"]
+    items = _ok(world.get("acme:DE", f"{API}/tenants/{acme}/quarantine/invoice"))["items"]
+    ids = sorted(i["quarantine_id"] for i in items)
+    release = f"{API}/tenants/{acme}/quarantine/invoice/release"
+
+    fixed = {"quarantine_ids": ids[:1], "fixes": {ids[0]: {"amount_net": 2}}}
+    assert _ok(world.post("acme:DE", release, fixed))["review_tickets"] == []  # 0 of 1 false
+    half = _ok(world.post("acme:DE", release, {"quarantine_ids": ids[1:2], "false_positive": True}))
+    assert half["review_tickets"] == []  # 1 of 2 false positives: not above one half
+    more = _ok(world.post("acme:DE", release, {"quarantine_ids": ids[2:3], "false_positive": True}))
+    (ticket,) = _tickets(world, "dq_over_blocking")  # 2 of 3: above
+    assert more["review_tickets"] == [ticket.id] and ticket.details["threshold"] == 0.5

@@ -130,6 +130,16 @@ class Settings(BaseSettings):
     )
     # -- issue 5: pipeline
     # -- issue 5: quality
+    dq_over_blocking_rate: float = Field(
+        0.2,
+        description="A data-quality rule goes to review (a `dq_over_blocking` ticket) once more than this "
+        "share of its reviewed quarantined rows in a tenant were released as false positives.",
+        gt=0,
+        le=1,
+    )
+    dq_over_blocking_min_rows: int = Field(
+        5, description="Reviewed rows a rule needs in a tenant before its false-positive share counts.", ge=1
+    )
     # -- issue 5: guardrails
     guardrail_price_compute_hour_usd: float = Field(
         0.40, description="Price of one compute hour (pipeline and ingestion runs) in a tenant's spend.", ge=0

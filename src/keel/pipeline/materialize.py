@@ -41,6 +41,7 @@ from keel.pipeline.statements import (
     ordered,
     render,
     retarget,
+    scratch_table,
     table,
 )
 
@@ -137,63 +138,72 @@ def apply_rules(engine: Engine, target: exp.Table, rules: Sequence, outcome: dic
         engine.execute(sql(create_table_as(quarantine, quarantined(target, columns, rules, with_hash=True))))
         if any(r.on_fail == "quarantine" and failed[r.rule_id] for r in rules):
             engine.execute(sql(create_table_as(target, kept(target, columns, rules))))
-            honour_releases(engine, target, quarantine, columns, outcome)
+            honour_releases(engine, target, quarantine, columns, outcome, rules)
     else:
         engine.execute(sql(drop_table(quarantine)))
 
 
 def honour_releases(
-    engine: Engine, target: exp.Table, quarantine: exp.Table, columns: Sequence[str], outcome: dict
+    engine: Engine,
+    target: exp.Table,
+    quarantine: exp.Table,
+    columns: Sequence[str],
+    outcome: dict,
+    rules: Sequence = (),
 ) -> None:
     """Keep the release decisions reviewers took (``keel.quality.service.release``) across builds:
     a row the build quarantines again, unchanged (same ``row_hash``) and by the same rule, goes
-    back into the table as it was released: unchanged (a false positive) or as its fixed row. The
+    back into the table as it was released: unchanged (a false positive) or as its fixed row, if
+    that still passes the blocking and quarantining ``rules`` (which may have changed since). The
     rule still counts it as failed; ``waived`` in its outcome counts the rows let through."""
-    from keel.quality.compile import HASH_COLUMN, RULE_COLUMN
+    from keel.quality.compile import HASH_COLUMN, RULE_COLUMN, violation
 
     releases = table(target.db, f"{target.name}__releases")
     if not engine.table_exists(target.db, releases.name):
         return
     sql = partial(render, dialect=engine.dialect)
-    hashed = exp.column(HASH_COLUMN, quoted=True)
+    hashed, rule = exp.column(HASH_COLUMN, quoted=True), exp.column(RULE_COLUMN, quoted=True)
     fixed = exp.column("_keel_fixed", quoted=True)
-    rule = exp.column(RULE_COLUMN, quoted=True)
-    names = [exp.to_identifier(c, quoted=True) for c in columns]
+    pair = exp.Tuple(expressions=[hashed.copy(), rule.copy()])
+    checked = [
+        r for r in rules if r.on_fail in ("block", "quarantine") and not r.table_level and r.check != "unique"
+    ]
+    still_sound = exp.not_(exp.or_(*(violation(r) for r in checked))) if checked else exp.true()
+    # The decisions to honour: every false positive, and each fix whose row passes today's rules.
+    decided = (
+        exp.select(hashed.copy(), rule.copy(), fixed.copy())
+        .from_(releases)
+        .where(exp.or_(exp.not_(fixed.copy()), still_sound))
+    )
+    honoured = scratch_table(f"{target.name}__honoured")
+    held = exp.select(hashed.copy(), rule.copy()).from_(quarantine.copy())
+    engine.execute(
+        sql(create_table_as(honoured, decided.where(exp.In(this=pair.copy(), query=exp.Subquery(this=held)))))
+    )
 
-    def released(where: exp.Expr) -> exp.Expr:
-        # the same row, held back by the same rule: a rule the reviewer did not judge it by holds it
-        decided = exp.select(hashed.copy(), rule.copy()).from_(releases).where(where)
-        return exp.In(
-            this=exp.Tuple(expressions=[hashed.copy(), rule.copy()]), query=exp.Subquery(this=decided)
-        )
+    def among(where: exp.Expr) -> exp.Expr:
+        chosen = exp.select(hashed.copy(), rule.copy()).from_(honoured.copy()).where(where)
+        return exp.In(this=pair.copy(), query=exp.Subquery(this=chosen))
 
     waived = engine.rows(
         sql(
             exp.select(rule.copy(), exp.Count(this=exp.Star()))
             .from_(quarantine)
-            .where(released(exp.true()))
+            .where(among(exp.true()))
             .group_by(rule.copy())
         )
     )
-    if not waived:
-        return
-    as_built = (
-        exp.select(*(exp.column(c, quoted=True) for c in columns))
-        .from_(quarantine)
-        .where(released(exp.not_(fixed.copy())))
-    )
-    engine.execute(sql(exp.insert(as_built, target.copy(), columns=names)))
-    held = exp.select(hashed.copy(), rule.copy()).from_(quarantine)
-    in_quarantine = exp.In(
-        this=exp.Tuple(expressions=[hashed.copy(), rule.copy()]), query=exp.Subquery(this=held)
-    )
-    as_fixed = (
-        exp.select(*(exp.column(c, quoted=True) for c in columns))
-        .from_(releases)
-        .where(fixed.copy(), in_quarantine)
-    )
-    engine.execute(sql(exp.insert(as_fixed, target.copy(), columns=[n.copy() for n in names])))
-    engine.execute(sql(exp.delete(quarantine.copy(), where=released(exp.true()))))
+    if waived:
+        names = [exp.to_identifier(c, quoted=True) for c in columns]
+        data = [exp.column(c, quoted=True) for c in columns]
+        as_built = exp.select(*data).from_(quarantine).where(among(exp.not_(fixed.copy())))
+        engine.execute(sql(exp.insert(as_built, target.copy(), columns=names)))
+        as_fixed = (
+            exp.select(*(c.copy() for c in data)).from_(releases).where(fixed.copy(), among(fixed.copy()))
+        )
+        engine.execute(sql(exp.insert(as_fixed, target.copy(), columns=[n.copy() for n in names])))
+        engine.execute(sql(exp.delete(quarantine.copy(), where=among(exp.true()))))
+    engine.execute(sql(drop_table(honoured)))
     for rule_id, count in waived:
         if rule_id in outcome:
             outcome[rule_id]["waived"] = int(count)

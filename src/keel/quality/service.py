@@ -34,9 +34,8 @@ from keel.store.tables import dq_reviews, dq_rules
 
 log = logging.getLogger(__name__)
 READ, DEFINE, ENABLE, RELEASE = "rule:Read", "rule:Define", "rule:Enable", "quarantine:Release"
-# Over-blocking: when more than this share of a rule's reviewed quarantined rows (at least
-# OVER_BLOCKING_MIN_ROWS of them) were released as false positives, the rule goes to review.
-OVER_BLOCKING_RATE, OVER_BLOCKING_MIN_ROWS = 0.2, 5
+# Over-blocking: when more than ``settings.dq_over_blocking_rate`` of a rule's reviewed quarantined
+# rows (at least ``dq_over_blocking_min_rows`` of them) were false positives, the rule goes to review.
 OVER_BLOCKING, COVERAGE_GAP = "dq_over_blocking", "dq_coverage_gap"  # review ticket kinds
 _KEEL_COLUMNS = (RULE_COLUMN, REASON_COLUMN, QID_COLUMN)
 KEEL_COLUMNS = "_keel_"  # the prefix of Keel's own columns, which a fix may not change
@@ -563,7 +562,7 @@ def release(
     with keel.uow() as uow:
         for _ in ids:
             metrics.outcome(uow.conn, "false_positive_rate", false_positive, tenant_id)
-        reviews = _review(uow, actor, tenant_id, dataset, dict(by_rule), false_positive)
+        reviews = _review(uow, actor, tenant_id, dataset, dict(by_rule), false_positive, keel.settings)
         uow.record(
             "quarantine.released",
             actor_id=actor.user_id,
@@ -627,7 +626,13 @@ def _release_batch(engine, table_name: str, rows: int) -> str:
 
 
 def _review(
-    uow, actor: Actor, tenant_id: str, dataset: str, by_rule: Mapping[str, int], false_positive: bool
+    uow,
+    actor: Actor,
+    tenant_id: str,
+    dataset: str,
+    by_rule: Mapping[str, int],
+    false_positive: bool,
+    settings,
 ):
     """Record the release per quarantining rule; a rule whose reviewed rows are too often false
     positives (story 04 "over-blocking → review") gets a ``dq_over_blocking`` review ticket."""
@@ -657,7 +662,7 @@ def _review(
             ).where(dq_reviews.c.tenant_id == tenant_id, dq_reviews.c.rule_id == rule_id)
         ).one()
         rate = int(wrong) / int(reviewed) if reviewed else 0.0
-        if int(reviewed) >= OVER_BLOCKING_MIN_ROWS and rate > OVER_BLOCKING_RATE:
+        if int(reviewed) >= settings.dq_over_blocking_min_rows and rate > settings.dq_over_blocking_rate:
             ticket_id, new = open_ticket(
                 uow,
                 actor,
@@ -670,7 +675,7 @@ def _review(
                     "reviewed_rows": int(reviewed),
                     "false_positive_rows": int(wrong),
                     "false_positive_rate": round(rate, 4),
-                    "threshold": OVER_BLOCKING_RATE,
+                    "threshold": settings.dq_over_blocking_rate,
                 },
             )
             if new:
