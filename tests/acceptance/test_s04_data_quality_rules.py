@@ -223,13 +223,17 @@ def test_rules_are_validated_and_only_stewards_define_and_admins_enable(invoices
     assert world.post("SS", f"{RULES}/GDP-INVOICE-AMT-NOT-NULL/enable").status_code == 403
 
 
-def test_a_release_covers_the_rule_it_was_judged_by_not_a_rule_enabled_since(invoices):
-    world = invoices
-    acme = world.tenants["acme"]
-    quarantine = f"{API}/tenants/{acme}/quarantine/invoice"
+def _quarantined_by_not_null(world) -> tuple[str, list[dict]]:
+    """NOT_NULL enabled and acme built: the quarantine's path and the rows it holds (INV-2, INV-4)."""
+    quarantine = f"{API}/tenants/{world.tenants['acme']}/quarantine/invoice"
     _rule(world, NOT_NULL)
     _ok(_build(world))
-    held = _ok(world.get("acme:DE", quarantine))["items"]
+    return quarantine, _ok(world.get("acme:DE", quarantine))["items"]
+
+
+def test_a_release_covers_the_rule_it_was_judged_by_not_a_rule_enabled_since(invoices):
+    world = invoices
+    quarantine, held = _quarantined_by_not_null(world)
     body = {"quarantine_ids": [i["quarantine_id"] for i in held], "false_positive": True}
     _ok(world.post("acme:DE", f"{quarantine}/release", body))
     # a second rule on the field, enabled after the review, holds the same rows back first
@@ -247,13 +251,8 @@ def test_a_release_covers_the_rule_it_was_judged_by_not_a_rule_enabled_since(inv
 
 def test_a_fixed_row_that_breaks_a_rule_enabled_since_is_held_back_again(invoices):
     world = invoices
-    acme = world.tenants["acme"]
-    quarantine = f"{API}/tenants/{acme}/quarantine/invoice"
-    _rule(world, NOT_NULL)
-    _ok(_build(world))
-    inv2 = next(
-        i for i in _ok(world.get("acme:DE", quarantine))["items"] if i["row"]["invoice_id"] == "INV-2"
-    )
+    quarantine, held = _quarantined_by_not_null(world)
+    inv2 = next(i for i in held if i["row"]["invoice_id"] == "INV-2")
     fix = {"quarantine_ids": [inv2["quarantine_id"]], "fixes": {inv2["quarantine_id"]: {"amount_net": 99.5}}}
     _ok(world.post("acme:DE", f"{quarantine}/release", fix))
     _rule(world, NOT_NULL | {"rule_id": "GDP-INVOICE-AMT-RANGE", "check": "range", "params": {"max": 50}})
